@@ -1,0 +1,66 @@
+"""liploc_ros: an ament_python package that also installs with plain pip (no ROS needed)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "liploc_ros"
+
+# Run-time dependencies for a pip install. On a ROS machine, colcon does not install these:
+# rosdep resolves package.xml and the README says how to add timm and faiss.
+install_requires = [
+    "numpy>=1.24",
+    "scipy>=1.10",
+    "pyyaml>=6",
+    "torch>=2.1",
+    "timm>=1.0",
+    "safetensors>=0.4",
+    "opencv-python-headless>=4.8",
+    "faiss-cpu>=1.8",
+    "rosbags>=0.10",
+    "tqdm>=4.60",
+    "matplotlib>=3.7",
+]
+
+# The ROS 2 client library and messages as PyPI wheels, for machines without a ROS install.
+ros_wheels = [
+    "ros-jazzy-rclpy[fastrtps]",
+    "ros-jazzy-sensor-msgs",
+    "ros-jazzy-geometry-msgs",
+    "ros-jazzy-nav-msgs",
+    "ros-jazzy-std-msgs",
+    "ros-jazzy-std-srvs",
+    "ros-jazzy-visualization-msgs",
+    "ros-jazzy-diagnostic-msgs",
+]
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*", "bench"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/launch", glob("launch/*.launch.py")),
+        (f"share/{package_name}/config", glob("config/*.yaml")),
+        (f"share/{package_name}/models", glob("models/*.safetensors") + glob("models/*.md")),
+    ],
+    install_requires=install_requires,
+    extras_require={
+        "ros": ros_wheels,
+        "tensorboard": ["tensorboard>=2.12"],
+        "dev": ["pytest>=7", "ruff>=0.6", "tensorboard>=2.12"],
+    },
+    python_requires=">=3.10",
+    zip_safe=True,
+    maintainer="liploc_ros maintainers",
+    maintainer_email="liploc-ros@example.com",
+    description="LIP-Loc: camera localization in a prebuilt LiDAR map for ROS 2.",
+    license="MIT",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "liploc = liploc_ros.cli:main",
+        ],
+    },
+)
