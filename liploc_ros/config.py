@@ -106,7 +106,9 @@ def _convert(tp: Any, value: Any, path: str) -> Any:  # noqa: PLR0911, PLR0912
                 return _convert(option, value, path)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} fits none of {tp}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{path}: {value!r} fits none of {tp}"
+        )
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
@@ -123,7 +125,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:  # noqa: PLR0911, PLR0912
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
-            items = [_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value))]
+            items = [
+                _convert(a, v, f"{path}[{i}]")
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            ]
         else:
             item_type = args[0] if args else Any
             items = [_convert(item_type, v, f"{path}[{i}]") for i, v in enumerate(value)]
