@@ -1,0 +1,37 @@
+"""Where the package's shared files (config/, models/, launch/) live on this install.
+
+A colcon build installs them under ``share/liploc_ros`` and registers the package in the ament
+index; a pip install puts them under ``<prefix>/share/liploc_ros``; an editable install or a
+source checkout keeps them beside the ``liploc_ros`` folder. The first that exists wins.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PACKAGE = "liploc_ros"
+
+
+def share_dir() -> Path:
+    """The folder holding config/, models/ and launch/ for this install."""
+    source_tree = Path(__file__).resolve().parent.parent
+    if (source_tree / "package.xml").is_file():
+        return source_tree
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory(PACKAGE))
+    except (ImportError, LookupError):
+        pass
+    return Path(sys.prefix) / "share" / PACKAGE
+
+
+def config_file(name: str) -> Path:
+    """A file of the shipped config/ folder."""
+    return share_dir() / "config" / name
+
+
+def models_dir() -> Path:
+    """The shipped models/ folder."""
+    return share_dir() / "models"
