@@ -1,0 +1,134 @@
+"""Embeddings as float32 NumPy arrays: the one way the rest of the package runs a model.
+
+The :class:`Embedder` owns the device, the precision and the batching, so that map building,
+evaluation and the ROS node all embed exactly alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from liploc_ros.device import inference, resolve_device, resolve_precision
+from liploc_ros.errors import ConfigError, PreprocessError
+from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.preprocess.camera import ColorOrder
+from liploc_ros.preprocess.tensors import camera_input, lidar_input
+
+
+class Embedder:
+    """Runs a loaded model's two encoders on batches of inputs, in eval mode.
+
+    The model is moved to ``device``. ``precision`` "auto" is fp16 autocast on CUDA and fp32
+    on the CPU (see :func:`liploc_ros.device.resolve_precision`); the outputs are always
+    float32 NumPy arrays on the host.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        batch_size: int = 32,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        self.loaded = loaded
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(self.device, precision)
+        self.batch_size = batch_size
+        self.model = loaded.model.to(self.device).eval()
+        pre = loaded.preprocess
+        self._camera_size = pre.camera.image_size
+        self._lidar_size = pre.lidar_image_size
+
+    @property
+    def embed_dim(self) -> int:
+        return self.loaded.embed_dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self.loaded.fingerprint
+
+    def embed_camera(
+        self, batch: torch.Tensor | np.ndarray, *, progress: bool = False
+    ) -> np.ndarray:
+        """(B, 3, S, S) preprocessed camera images -> (B, D) float32."""
+        return self._run(self.model.encode_camera, batch, self._camera_size, "camera", progress)
+
+    def embed_lidar(
+        self, batch: torch.Tensor | np.ndarray, *, progress: bool = False
+    ) -> np.ndarray:
+        """(B, 3, S, S) preprocessed range images -> (B, D) float32."""
+        return self._run(self.model.encode_lidar, batch, self._lidar_size, "lidar", progress)
+
+    def embed_images(
+        self, images: Sequence[np.ndarray], *, order: ColorOrder = "rgb", progress: bool = False
+    ) -> np.ndarray:
+        """Raw H x W x 3 uint8 camera frames -> (B, D), preprocessed as the model expects."""
+        pre = self.loaded.preprocess
+        return self._embed_raw(
+            images, lambda im: camera_input(im, pre, order), self.embed_camera, progress
+        )
+
+    def embed_scans(self, scans: Sequence[np.ndarray], *, progress: bool = False) -> np.ndarray:
+        """Raw N x 4 float32 (x, y, z, intensity) scans -> (B, D) via range images."""
+        pre = self.loaded.preprocess
+        return self._embed_raw(
+            scans, lambda pts: lidar_input(pts, pre), self.embed_lidar, progress
+        )
+
+    def _embed_raw(
+        self,
+        items: Sequence[np.ndarray],
+        prepare: Callable[[np.ndarray], np.ndarray],
+        embed: Callable[[np.ndarray], np.ndarray],
+        progress: bool,
+    ) -> np.ndarray:
+        # Preprocess one batch at a time: a whole drive of 224 px inputs would not fit in memory.
+        out = [np.zeros((0, self.embed_dim), np.float32)]
+        for start in _chunks(len(items), self.batch_size, progress):
+            chunk = items[start : start + self.batch_size]
+            out.append(embed(np.stack([prepare(x) for x in chunk])))
+        return np.concatenate(out)
+
+    def _run(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        batch: torch.Tensor | np.ndarray,
+        size: int,
+        what: str,
+        progress: bool,
+    ) -> np.ndarray:
+        tensor = _as_input_tensor(batch, size, what)
+        out = np.empty((tensor.shape[0], self.embed_dim), np.float32)
+        with inference(self.device, self.precision):
+            for start in _chunks(tensor.shape[0], self.batch_size, progress):
+                chunk = tensor[start : start + self.batch_size].to(self.device, torch.float32)
+                emb = fn(chunk)
+                out[start : start + len(chunk)] = emb.float().cpu().numpy()
+        return out
+
+
+def _chunks(total: int, size: int, progress: bool) -> Iterable[int]:
+    starts = range(0, total, size)
+    return tqdm(starts, unit="batch", desc="embedding") if progress and len(starts) > 1 else starts
+
+
+def _as_input_tensor(batch: torch.Tensor | np.ndarray, size: int, what: str) -> torch.Tensor:
+    tensor = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.asarray(batch))
+    if tensor.ndim != 4 or tuple(tensor.shape[1:]) != (3, size, size):
+        raise PreprocessError(
+            f"{what} batch must be (B, 3, {size}, {size}) as the model's preprocessing makes "
+            f"it, got {tuple(tensor.shape)}"
+        )
+    if not tensor.is_floating_point():
+        raise PreprocessError(
+            f"{what} batch must be preprocessed float32, got {tensor.dtype} (raw images go "
+            "through embed_images / embed_scans)"
+        )
+    return tensor
