@@ -25,6 +25,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("model_info", "describe a liploc model file"),
     "synth": ("synth", "generate synthetic driving data (KITTI, KITTI-360, bag layouts)"),
     "kitti2bag": ("kitti2bag", "convert a KITTI odometry sequence to a ROS 2 bag"),
+    "build-map": ("build_map", "build a LiDAR map database from a bag, KITTI or synthetic drive"),
+    "map-info": ("map_info", "describe a map database (and plot its route)"),
+    "merge-maps": ("merge_maps", "merge map databases built with the same model"),
+    "train": ("train", "train a LIP-Loc model"),
+    "eval": ("evaluate", "evaluate a model: Recall@K on a sequence or across traversals"),
 }
 
 
