@@ -1,0 +1,204 @@
+"""ROS 2 parameters <-> the package's typed configs (frozen dataclasses).
+
+A node describes its parameters once, as a frozen dataclass (nested dataclasses become dotted
+names: ``build.keyframe_distance``). :func:`declare_config` declares every field up front with
+a :class:`ParameterDescriptor` (description, allowed values, read-only), the dataclass default
+as the default value; :func:`read_config` reads them back through
+:func:`liploc_ros.config.from_dict`, so a bad value fails with the same checks and messages as
+a bad YAML key, and :class:`ParameterError` names the parameter.
+
+Parameters are declared with dynamic typing and checked by the dataclass instead of by rclpy:
+``-p build.keyframe_distance:=2`` (an integer to ROS) is then accepted for a float field, and
+a wrong type is reported as "build.keyframe_distance: expected a number, got 'abc'" rather
+than rclpy's bare InvalidParameterTypeException.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.node import Node
+
+from liploc_ros.config import from_dict
+from liploc_ros.errors import ConfigError
+
+__all__ = ["ParameterError", "declare_config", "parameter_names", "read_config"]
+
+T = TypeVar("T")
+
+_SCALAR_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+    Path: ParameterType.PARAMETER_STRING,
+}
+_ARRAY_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL_ARRAY,
+    int: ParameterType.PARAMETER_INTEGER_ARRAY,
+    float: ParameterType.PARAMETER_DOUBLE_ARRAY,
+    str: ParameterType.PARAMETER_STRING_ARRAY,
+}
+
+
+class ParameterError(ConfigError):
+    """A ROS parameter has a value its config rejects; the message names the parameter."""
+
+
+def _leaves(cls: type, prefix: str, exclude: frozenset[str]) -> Iterable[tuple[str, Any, Any]]:
+    """(dotted name, type, default) of every non-dataclass field, depth first."""
+    hints = get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if not field.init:
+            continue
+        name = f"{prefix}{field.name}"
+        if name in exclude:
+            continue
+        tp = hints[field.name]
+        if field.default is not dataclasses.MISSING:
+            value = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            value = field.default_factory()
+        else:
+            raise ConfigError(f"{cls.__name__}.{field.name} has no default to declare")
+        if dataclasses.is_dataclass(tp):
+            yield from _leaves(tp, f"{name}.", exclude)
+        else:
+            yield name, tp, value
+
+
+def parameter_names(cls: type, *, prefix: str = "", exclude: Iterable[str] = ()) -> list[str]:
+    """The dotted parameter names :func:`declare_config` declares for ``cls``."""
+    return [name for name, _, _ in _leaves(cls, prefix, frozenset(exclude))]
+
+
+def _ros_type(tp: Any) -> tuple[int, str]:
+    """The ROS parameter type of a field type, and a constraint text for Literals."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):  # X | None: a parameter left unset is None
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if len(options) != 1:
+            raise ConfigError(f"config field type {tp!r} has no ROS parameter equivalent")
+        return _ros_type(options[0])
+    if origin is Literal:
+        allowed = get_args(tp)
+        kind = _SCALAR_TYPES.get(type(allowed[0]), ParameterType.PARAMETER_STRING)
+        return kind, f"one of: {', '.join(map(str, allowed))}"
+    if origin in (tuple, list):
+        args = [a for a in get_args(tp) if a is not Ellipsis]
+        item = args[0] if args else str
+        return _ARRAY_TYPES.get(item, ParameterType.PARAMETER_STRING_ARRAY), ""
+    if tp in _SCALAR_TYPES:
+        return _SCALAR_TYPES[tp], ""
+    raise ConfigError(f"config field type {tp!r} has no ROS parameter equivalent")
+
+
+def _ros_value(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def declare_config(
+    node: Node,
+    cls: type,
+    descriptions: Mapping[str, str],
+    *,
+    prefix: str = "",
+    exclude: Iterable[str] = (),
+    read_only: bool = True,
+) -> list[str]:
+    """Declare one parameter per field of ``cls`` (defaults from the dataclass); returns names.
+
+    ``descriptions`` maps dotted names to the text ``ros2 param describe`` shows; a field
+    without one gets its config path. ``read_only`` parameters can be set at start-up (command
+    line, YAML, launch) but not changed while the node runs, which is right for anything read
+    once at start-up.
+    """
+    names = []
+    for name, tp, value in _leaves(cls, prefix, frozenset(exclude)):
+        kind, constraint = _ros_type(tp)
+        descriptor = ParameterDescriptor(
+            name=name,
+            type=kind,
+            description=descriptions.get(name, f"{cls.__name__} field {name}"),
+            additional_constraints=constraint,
+            read_only=read_only,
+            dynamic_typing=True,
+        )
+        node.declare_parameter(name, _ros_value(value), descriptor)
+        names.append(name)
+    return names
+
+
+def _plain(value: Any) -> Any:
+    """A parameter value as plain Python (rclpy gives array.array for numeric arrays)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return list(value)
+
+
+def read_config(
+    node: Node,
+    cls: type[T],
+    *,
+    prefix: str = "",
+    exclude: Iterable[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+) -> T:
+    """Read the parameters declared by :func:`declare_config` into a validated ``cls``.
+
+    ``overrides`` (dotted names) replace parameter values, e.g. for excluded fields that the
+    node fills from other parameters. A rejected value raises :class:`ParameterError`
+    whose message starts with the parameter's name.
+    """
+    data: dict[str, Any] = {}
+    values = dict(overrides or {})
+    for name in parameter_names(cls, prefix=prefix, exclude=exclude):
+        values.setdefault(name, _plain(node.get_parameter(name).value))
+    for name, value in values.items():
+        if value is None:
+            continue  # a parameter set to nothing keeps the dataclass default
+        keys = name[len(prefix) :].split(".")
+        target = data
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value
+    return _build(cls, data, prefix)
+
+
+def _build(cls: type[T], data: Mapping[str, Any], prefix: str) -> T:
+    """from_dict, nested sections first, so that an error names the full parameter."""
+    hints = get_type_hints(cls)
+    data = dict(data)
+    for field in dataclasses.fields(cls):
+        tp = hints[field.name]
+        if dataclasses.is_dataclass(tp) and isinstance(data.get(field.name), Mapping):
+            data[field.name] = _build(tp, data[field.name], f"{prefix}{field.name}.")
+    try:
+        return from_dict(cls, data)
+    except ParameterError:
+        raise
+    except ConfigError as err:
+        raise ParameterError(_name_parameter(str(err), prefix, cls)) from err
+
+
+def _name_parameter(message: str, prefix: str, cls: type) -> str:
+    """'parameter <full dotted name>: ...' where the config error names a field of ``cls``."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    head, sep, rest = message.partition(": ")
+    if sep and head in names:
+        return f"parameter '{prefix}{head}': {rest}"
+    # __post_init__ checks name the field in their text ("keyframe_distance must be ...")
+    for name in sorted(names, key=len, reverse=True):
+        if message.startswith(f"{name} "):
+            return f"parameter '{prefix}{name}': {message}"
+    where = f" in {prefix.rstrip('.')}" if prefix else ""
+    return f"invalid parameters{where}: {message}"
