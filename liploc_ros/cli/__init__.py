@@ -28,6 +28,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-map": ("build_map", "build a LiDAR map database from a bag, KITTI or synthetic drive"),
     "map-info": ("map_info", "describe a map database (and plot its route)"),
     "merge-maps": ("merge_maps", "merge map databases built with the same model"),
+    "localize": (
+        "localize",
+        "localize camera frames of a bag, KITTI sequence or synthetic drive in a map",
+    ),
+    "run-localizer": (
+        "run_localizer",
+        "run the localizer node from config/localizer.yaml (no ros2 launch needed)",
+    ),
+    "play": ("play", "publish a ROS 2 bag's topics in real time (no ros2 bag play needed)"),
     "train": ("train", "train a LIP-Loc model"),
     "eval": ("evaluate", "evaluate a model: Recall@K on a sequence or across traversals"),
 }
@@ -62,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # FAISS logs every optional CPU-specific library it fails to find at INFO level.
+        logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         return int(module.run(command_args) or 0)
     except LiplocError as err:
