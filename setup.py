@@ -61,6 +61,8 @@ setup(
     entry_points={
         "console_scripts": [
             "liploc = liploc_ros.cli:main",
+            "map_builder_node = liploc_ros.ros.map_builder_node:main",
+            "localizer_node = liploc_ros.ros.localizer_node:main",
         ],
     },
 )

@@ -1,112 +1,285 @@
-"""``liploc demo``: camera frames of one drive located among LiDAR scans of another.
+"""``liploc demo``: the whole system end to end, on a synthetic town, on this machine.
 
-A synthetic town is driven twice. The LiDAR scans of the first drive are embedded as the
-map; the camera frames of the second drive are embedded as queries, and each query takes
-the pose of its best-scoring map entry. Recall@1 at 20 m and the chance level are printed,
-with the time each step took and a PNG of one camera frame beside its range image.
+1. A synthetic town (seed 100 by default: not one the demo model was trained on) is driven
+   twice and written as ROS 2 bags into ``--out``: the mapping traversal and the query
+   traversal (another time of day, another lane position).
+2. The map is built from the mapping bag's LiDAR scans (:func:`liploc_ros.mapping.build_map`).
+3. ``localizer_node`` starts as a child process on a ROS domain of its own and the query
+   bag's camera topic is played into it in real time (:mod:`liploc_ros.ros.bag_player`,
+   with /clock and use_sim_time); the node drops frames when it is slower than the camera.
+4. The published poses are matched by stamp to the query bag's ground truth: Recall@1 at
+   20 m, fix ratio, median error, latency percentiles and chance level are printed, the
+   route PNG is written (:mod:`liploc_ros.ros.demo_report`).
 
-The model is ``models/liploc_demo.safetensors`` when it is there; otherwise a randomly
-initialised small model, reported as UNTRAINED (its recall is then at chance).
+The model is ``--model``, else ``models/liploc_demo.safetensors`` when it is installed,
+else a randomly initialised liploc-tiny, reported as UNTRAINED (its recall is then near
+chance: the demo then shows the plumbing, not the method).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from liploc_ros.errors import ConfigError
+from liploc_ros.io_utils import write_text_atomic
 
 DEMO_MODEL = "liploc_demo.safetensors"
-SUCCESS_RADIUS_M = 20.0
+DEFAULT_SEED = 100
+IMAGE_TOPIC = "/kitti/camera_color_left/image_raw"
+TIME_OFFSET = 1000.0  # s added to the bags' stamps: ROS time 0 means "unset"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="synthetic town seed (default 0)")
-    parser.add_argument("--frames", type=int, default=150, help="frames per drive (default 150)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"synthetic town seed ({DEFAULT_SEED}; not a training town)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=300,
+        help="frames per traversal, 10 Hz, about 1 m apart (300)",
+    )
     parser.add_argument("--model", type=Path, default=None, help="a liploc model file")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (auto)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1.0,
+        help="playback speed factor of the query bag (1.0: real time)",
+    )
+    parser.add_argument(
+        "--keyframe-distance", type=float, default=1.0, help="metres between map entries (1.0)"
+    )
+    parser.add_argument(
+        "--image-encoding",
+        choices=("jpeg", "rgb8"),
+        default="jpeg",
+        help="camera messages in the bags: CompressedImage (jpeg) or Image",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads of the localizer node (0: all cores)"
+    )
+    parser.add_argument(
+        "--domain-id",
+        type=int,
+        default=None,
+        help="ROS_DOMAIN_ID for the demo's graph (default: from the pid)",
+    )
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    from liploc_ros.datasets.synthetic import SyntheticDrive, make_town
-    from liploc_ros.datasets.synthetic.config import TownConfig
-    from liploc_ros.model import Embedder
-    from liploc_ros.preprocess import range_image
-    from liploc_ros.viz import save_pair_figure
-
+    if args.frames < 2:
+        raise ConfigError("--frames must be at least 2")
+    if not args.rate > 0:
+        raise ConfigError("--rate must be positive")
+    domain = args.domain_id if args.domain_id is not None else 211 + os.getpid() % 20
+    if not 0 <= domain <= 232:
+        raise ConfigError(f"--domain-id must be in 0..232, got {domain}")
+    out: Path = args.out.expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    progress = not args.no_progress
     clock = time.perf_counter()
-    loaded, label = _load_model(args.model)
+
+    model_path, label = _model_file(args.model, out)
+    short = ("UNTRAINED " if label.startswith("UNTRAINED") else "") + model_path.name
     print(f"model: {label}")
-    cfg = loaded.model_config
-    print(
-        f"  fingerprint {loaded.fingerprint}, {cfg.camera_backbone} / {cfg.lidar_backbone}, "
-        f"input {loaded.preprocess.camera.image_size} px"
-    )
-    embedder = Embedder(loaded, device=args.device)
-    print(f"  device {embedder.device}, precision {embedder.precision}")
+    bags = _render(args, out, progress)
+    map_path, database = _build_map(model_path, bags["map"], args, out, progress)
 
+    from liploc_ros.ros.demo_report import evaluate_run, read_ground_truth, save_demo_figure
+    from liploc_ros.ros.demo_session import LocalizerProcess, play_into_localizer, ros_environment
+
+    topic = IMAGE_TOPIC + ("/compressed" if args.image_encoding == "jpeg" else "")
+    params: dict[str, Any] = {
+        "model": str(model_path),
+        "map_path": str(map_path),
+        "device": args.device,
+        "threads": args.threads,
+        "image_topics": [topic],
+        "use_sim_time": True,
+        "publish_markers": True,  # the best match of every frame, fix or not: Recall@1
+    }
+    from liploc_ros.paths import config_file
+
+    print(f"localize: localizer_node on ROS domain {domain}, log {out / 'localizer_node.log'}")
     t0 = time.perf_counter()
-    town = make_town(TownConfig(seed=args.seed))
-    mapping, query = SyntheticDrive(town, 0, args.frames), SyntheticDrive(town, 1, args.frames)
-    map_frames = [mapping.frame(i, image=False) for i in range(len(mapping))]
-    query_frames = [query.frame(i, points=False) for i in range(len(query))]
-    render_s = time.perf_counter() - t0
-    print(
-        f"world: town seed {args.seed}, drives {mapping.name} (map) and {query.name} "
-        f"(queries), {2 * args.frames} frames rendered in {render_s:.1f} s"
-    )
+    env = ros_environment(domain)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # this process's own rclpy joins the same domain
+    try:
+        with LocalizerProcess(
+            params, out / "localizer_node.log", env, params_file=config_file("localizer.yaml")
+        ) as node:
+            session = play_into_localizer(bags["query"], topic, node, rate=args.rate)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    live_s = time.perf_counter() - t0
+    summary_extra = {"node_processing_ms": session.processing_ms}
 
-    t0 = time.perf_counter()
-    map_emb = embedder.embed_scans([f.points for f in map_frames])
-    lidar_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    query_emb = embedder.embed_images([f.image for f in query_frames])
-    camera_s = time.perf_counter() - t0
-    print(
-        f"embed: {len(map_frames)} scans in {lidar_s:.2f} s "
-        f"({1e3 * lidar_s / len(map_frames):.1f} ms each), {len(query_frames)} images in "
-        f"{camera_s:.2f} s ({1e3 * camera_s / len(query_frames):.1f} ms each), "
-        f"{map_emb.shape[1]}-d embeddings"
+    truth = read_ground_truth(bags["query"])
+    figures = evaluate_run(
+        session.matches,
+        session.poses,
+        truth,
+        database.positions,
+        frames_played=len(session.played_stamps),
+        frames_localized=session.frames_localized,
+        played_stamps=session.played_stamps,
     )
-
-    map_xyz = mapping.poses[:, :3, 3]
-    query_xyz = query.poses[:, :3, 3]
-    best = np.argmax(query_emb @ map_emb.T, axis=1)
-    errors = np.linalg.norm(query_xyz[:, :2] - map_xyz[best, :2], axis=1)
-    recall = float(np.mean(errors < SUCCESS_RADIUS_M))
-    near = np.linalg.norm(query_xyz[:, None, :2] - map_xyz[None, :, :2], axis=2) < SUCCESS_RADIUS_M
-    chance = float(near.mean())
-    print(
-        f"localize: Recall@1 at {SUCCESS_RADIUS_M:.0f} m = {recall:.2f} over {len(best)} "
-        f"queries (chance {chance:.2f}); median error {np.median(errors):.1f} m"
+    png = save_demo_figure(
+        out / "route.png",
+        database.positions,
+        truth,
+        session.played_stamps,
+        session.matches,
+        session.poses,
+        title=f"town {args.seed}: query traversal localized by localizer_node ({short})",
     )
-
-    first = mapping.frame(0)
-    pair = save_pair_figure(
-        first.image,
-        range_image(first.points, loaded.preprocess.lidar),
-        args.out / "pair.png",
-        title=f"{mapping.name}: frame 0",
-    )
-    print(f"figure: {pair}")
+    summary = {
+        "model": label,
+        "seed": args.seed,
+        "frames_per_traversal": args.frames,
+        "rate": args.rate,
+        "map_entries": len(database),
+        "node_diagnostics": session.diagnostics,
+        **summary_extra,
+        **figures.as_dict(),
+    }
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _print_figures(figures, session, live_s)
+    print(f"figure: {png}")
+    print(f"summary: {out / 'summary.json'}")
     print(f"done in {time.perf_counter() - clock:.1f} s")
     return 0
 
 
-def _load_model(path: Path | None):
-    """The given model, else the shipped demo model, else an untrained small one."""
-    from liploc_ros.model import create_model, load_model, model_preset, wrap_model
+def _model_file(path: Path | None, out: Path) -> tuple[Path, str]:
+    """The given model, else the shipped demo model, else an untrained small one (saved to
+    ``out``: the node process loads it from a file)."""
     from liploc_ros.paths import models_dir
-    from liploc_ros.preprocess import CameraConfig, PreprocessConfig
 
     if path is not None:
-        return load_model(path), str(path)
+        path = path.expanduser()
+        if not path.is_file():
+            raise ConfigError(f"--model {path} does not exist")
+        return path, str(path)
     shipped = models_dir() / DEMO_MODEL
     if shipped.is_file():
-        return load_model(shipped), f"{shipped} (trained on synthetic towns)"
-    size = 96
-    preprocess = PreprocessConfig(camera=CameraConfig(image_size=size), lidar_image_size=size)
-    model = create_model(model_preset("liploc-tiny"), preprocess)
-    return wrap_model(model), "UNTRAINED liploc-tiny (random weights: expect chance-level recall)"
+        return shipped, f"{shipped} (trained on synthetic towns)"
+    import torch
+
+    from liploc_ros.model import create_model, model_preset, save_model
+    from liploc_ros.preprocess import CameraConfig, PreprocessConfig
+
+    target = out / "untrained_liploc_tiny.safetensors"
+    if not target.is_file():
+        torch.manual_seed(0)
+        size = 96
+        pre = PreprocessConfig(camera=CameraConfig(image_size=size), lidar_image_size=size)
+        save_model(target, create_model(model_preset("liploc-tiny"), pre))
+    return target, (
+        f"UNTRAINED liploc-tiny ({target.name}, random weights: expect chance-level recall; "
+        f"{DEMO_MODEL} is not in {shipped.parent})"
+    )
+
+
+def _render(args: argparse.Namespace, out: Path, progress: bool) -> dict[str, Path]:
+    """The two traversals as ROS 2 bags; reused when an earlier run wrote the same ones."""
+    from liploc_ros.datasets.rosbag_writer import write_bag
+    from liploc_ros.datasets.synthetic import SyntheticDrive, make_town
+    from liploc_ros.datasets.synthetic.config import TownConfig
+
+    bags = {"map": out / "bags" / "map", "query": out / "bags" / "query"}
+    manifest = out / "bags" / "manifest.json"
+    wanted = {
+        "seed": args.seed,
+        "frames": args.frames,
+        "encoding": args.image_encoding,
+        "time_offset": TIME_OFFSET,
+    }
+    if manifest.is_file() and all((p / "metadata.yaml").is_file() for p in bags.values()):
+        try:
+            if json.loads(manifest.read_text()) == wanted:
+                print(f"world: town {args.seed}, bags reused from {manifest.parent}")
+                return bags
+        except ValueError:
+            pass
+    t0 = time.perf_counter()
+    town = make_town(TownConfig(seed=args.seed))
+    for traversal, (role, path) in enumerate(bags.items()):
+        write_bag(
+            SyntheticDrive(town, traversal, args.frames),
+            path,
+            image_encoding=args.image_encoding,
+            progress=progress,
+            overwrite=True,
+            time_offset=TIME_OFFSET,
+        )
+        print(f"  {role} traversal {traversal}: {path}")
+    write_text_atomic(manifest, json.dumps(wanted) + "\n")
+    print(
+        f"world: town {args.seed}, 2 traversals x {args.frames} frames rendered in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
+    return bags
+
+
+def _build_map(model: Path, bag: Path, args: argparse.Namespace, out: Path, progress: bool):
+    from liploc_ros.datasets.registry import open_source
+    from liploc_ros.mapping import MapBuildConfig, build_map
+    from liploc_ros.mapping.model_file import load_model_file
+    from liploc_ros.model import Embedder
+
+    embedder = Embedder(load_model_file(model), device=args.device)
+    config = MapBuildConfig(keyframe_distance=args.keyframe_distance, device=args.device)
+    database, summary = build_map(open_source(f"bag:{bag}"), embedder, config, progress=progress)
+    path = database.save(out / "map.lmap")
+    print(
+        f"map: {len(database)} entries from {summary.scans_read} scans in "
+        f"{summary.seconds:.1f} s ({summary.scans_per_second:.1f} scans/s) -> {path}"
+    )
+    return path, database
+
+
+def _fmt(value: float | None, fmt: str) -> str:
+    import math
+
+    return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
+
+
+def _print_figures(fig: Any, session: Any, live_s: float) -> None:
+    lat, t = fig.latency_ms, f"{fig.threshold_m:g}"
+    print(
+        f"frames: {fig.frames_played} played, {fig.frames_localized} localized by the node "
+        f"({fig.frames_played - fig.frames_localized} dropped or lost: the node takes the "
+        f"newest frame), {fig.poses} poses published ({live_s:.1f} s live)"
+    )
+    print(
+        f"Recall@1 at {t} m: {_fmt(fig.recall_at_1, '.3f')} over the localized frames "
+        f"(chance {_fmt(fig.chance, '.3f')}); median top-1 error "
+        f"{_fmt(fig.median_top1_error_m, '.1f')} m"
+    )
+    print(
+        f"poses: fix ratio {_fmt(fig.fix_ratio, '.3f')}, {_fmt(fig.fix_precision, '.3f')} of "
+        f"them within {t} m, median error {_fmt(fig.median_error_m, '.1f')} m"
+    )
+    print(
+        f"latency (image published -> the node's answer received): p50 "
+        f"{_fmt(lat['p50'], '.0f')} ms, p90 {_fmt(lat['p90'], '.0f')} ms, p99 "
+        f"{_fmt(lat['p99'], '.0f')} ms; the node's own time per frame "
+        f"{_fmt(session.processing_ms, '.0f')} ms (mean)"
+    )

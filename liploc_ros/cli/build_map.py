@@ -1,0 +1,219 @@
+"""``liploc build-map``: a drive (bag, KITTI, KITTI-360, synthetic) -> a map database file.
+
+    liploc build-map --source synthetic:0:0:300 --model MODEL.safetensors --out map.lmap
+    liploc build-map --kitti /data/kitti --sequence 08 --model liploc_vit.pth --out 08.lmap
+    liploc build-map --bag run1/ --points-topic /ouster/points --sensor os1-64 ...
+
+Settings come from the defaults, then ``--config`` (the ``build`` and ``bag`` sections of
+config/map_builder.yaml's ``map_builder_node: ros__parameters:``), then the flags given.
+The map is written atomically at the end; an interrupted build leaves the previous map as
+it was and keeps its embedded entries in ``<out>.resume.npz`` for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from liploc_ros.config import from_dict, load_yaml, to_dict
+from liploc_ros.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: flag -> MapBuildConfig field
+_BUILD_FLAGS = {
+    "keyframe_distance": "keyframe_distance",
+    "batch_size": "batch_size",
+    "device": "device",
+    "precision": "precision",
+    "dtype": "dtype",
+    "index": "index",
+    "workers": "workers",
+    "frame_id": "frame_id",
+}
+#: flag -> BagReaderConfig field
+_BAG_FLAGS = ("points_topic", "pose_topic", "pose_source", "map_frame", "lidar_frame")
+_NODE = "map_builder_node"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("source (exactly one)")
+    src.add_argument("--source", help="kind:args, e.g. bag:PATH, kitti:ROOT:SEQ, "
+                     "kitti360:ROOT:DRIVE, synthetic:SEED[:TRAVERSAL[:FRAMES]]")  # fmt: skip
+    src.add_argument("--bag", type=Path, help="a ROS 1 or ROS 2 bag")
+    src.add_argument("--kitti", type=Path, help="KITTI odometry root (with --sequence)")
+    src.add_argument("--sequence", help="KITTI sequence, e.g. 08")
+    src.add_argument("--kitti360", type=Path, help="KITTI-360 root (with --drive)")
+    src.add_argument("--drive", help="KITTI-360 drive number or name")
+    src.add_argument("--synthetic", type=int, metavar="SEED", help="a synthetic town's drive")
+    src.add_argument("--traversal", type=int, default=0, help="synthetic traversal (0)")
+    src.add_argument("--frames", type=int, default=300, help="synthetic frames (300)")
+
+    parser.add_argument("--model", type=Path, required=True,
+                        help="liploc .safetensors model or authors' .pth checkpoint")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, help="map file to write")
+    parser.add_argument("--config", type=Path, help="YAML (config/map_builder.yaml format)")
+    parser.add_argument("--sensor", help="LiDAR preset replacing the model's sensor geometry")
+    parser.add_argument("--normalize", action="store_true", default=None,
+                        help="an authors' .pth is their L2-normalised (Norm) variant")  # fmt: skip
+
+    build = parser.add_argument_group("build settings (override --config)")
+    build.add_argument("--keyframe-distance", type=float, help="m between kept scans (1.0)")
+    build.add_argument("--batch-size", type=int, help="scans encoded together (32)")
+    build.add_argument("--device", help="auto, cpu, cuda, cuda:N (auto)")
+    build.add_argument("--precision", help="auto, fp32, fp16, bf16 (auto)")
+    build.add_argument("--dtype", choices=("float32", "float16"), help="stored embeddings")
+    build.add_argument("--index", help="auto, flat, ivf, hnsw (auto)")
+    build.add_argument("--workers", type=int, help="preprocessing threads (2); 0: no overlap")
+    build.add_argument("--frame-id", help="frame of the map's poses (map)")
+    build.add_argument("--threads", type=int, help="torch CPU threads (torch's default)")
+
+    bag = parser.add_argument_group("bag reading (override --config)")
+    bag.add_argument("--points-topic", help="PointCloud2 topic")
+    bag.add_argument("--pose-topic", help="Odometry / PoseStamped topic for the poses")
+    bag.add_argument("--pose-source", choices=("auto", "tf", "topic", "none"),
+                     help="poses from the tf tree or a topic (auto)")  # fmt: skip
+    bag.add_argument("--map-frame", help="tf frame of the map (the tf tree's root)")
+    bag.add_argument("--lidar-frame", help="tf frame of the LiDAR (the clouds' frame_id)")
+
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--resume", action="store_true",
+                           help="continue an interrupted build from OUT.resume.npz")  # fmt: skip
+    run_group.add_argument("--no-checkpoint", action="store_true",
+                           help="no OUT.resume.npz (an interrupt loses the work)")  # fmt: skip
+    run_group.add_argument("--checkpoint-every", type=float, default=60.0, metavar="S",
+                           help="seconds between checkpoints (60)")  # fmt: skip
+    run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def source_spec(args: argparse.Namespace) -> str:
+    """The one source the flags name, as an ``open_source`` spec."""
+    given = []
+    if args.source:
+        given.append(args.source)
+    if args.bag is not None:
+        given.append(f"bag:{args.bag}")
+    if args.kitti is not None:
+        given.append(f"kitti:{args.kitti}" + (f":{args.sequence}" if args.sequence else ""))
+    if args.kitti360 is not None:
+        if not args.drive:
+            raise ConfigError("--kitti360 needs --drive")
+        given.append(f"kitti360:{args.kitti360}:{args.drive}")
+    if args.synthetic is not None:
+        given.append(f"synthetic:{args.synthetic}:{args.traversal}:{args.frames}")
+    if len(given) != 1:
+        raise ConfigError(
+            "name exactly one source: --source SPEC, --bag, --kitti, --kitti360 or --synthetic"
+            + (f" (got {', '.join(given)})" if given else "")
+        )
+    if args.sequence and args.kitti is None:
+        raise ConfigError("--sequence goes with --kitti")
+    if args.drive and args.kitti360 is None:
+        raise ConfigError("--drive goes with --kitti360")
+    return given[0]
+
+
+def read_config_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``build`` and ``bag`` sections of a map builder YAML, both validated.
+
+    In the ROS 2 layout (``map_builder_node: ros__parameters: ...``) the node's other keys
+    are left to the node; in a plain file (sections at the top) any other key is an error.
+    """
+    from liploc_ros.datasets.rosbag_reader import BagReaderConfig
+    from liploc_ros.mapping import MapBuildConfig
+
+    data = load_yaml(path)
+    if _NODE in data:
+        node = data[_NODE]
+        params = node.get("ros__parameters") if isinstance(node, dict) else None
+        if not isinstance(params, dict):
+            raise ConfigError(f"{path}: {_NODE} has no ros__parameters mapping")
+        where = f"{_NODE}.ros__parameters"
+    else:
+        params, where = data, ""
+        unknown = sorted(set(params) - {"build", "bag"})
+        if unknown:
+            raise ConfigError(
+                f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; expected the sections "
+                f"build and bag, or the ROS 2 layout {_NODE}: ros__parameters: {{...}}"
+            )
+    sections: list[dict[str, Any]] = []
+    for name, cls in (("build", MapBuildConfig), ("bag", BagReaderConfig)):
+        section = params.get(name)
+        if section is None:
+            sections.append({})
+            continue
+        label = f"{where}.{name}" if where else name
+        try:
+            validated = to_dict(from_dict(cls, section, label))
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
+        # only the keys the file sets, so that the flags and the defaults fill the rest
+        sections.append({k: v for k, v in validated.items() if k in section})
+    return sections[0], sections[1]
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from liploc_ros.datasets.registry import open_source, parse_spec
+    from liploc_ros.mapping import MapBuildConfig, build_map, checkpoint_path_for
+    from liploc_ros.mapping.model_file import load_model_file
+    from liploc_ros.model import Embedder
+
+    spec = source_spec(args)
+    build_values, bag_values = read_config_file(args.config) if args.config else ({}, {})
+    for flag, key in _BUILD_FLAGS.items():
+        if getattr(args, flag) is not None:
+            build_values[key] = getattr(args, flag)
+    config = from_dict(MapBuildConfig, build_values)
+    for flag in _BAG_FLAGS:
+        if getattr(args, flag) is not None:
+            bag_values[flag] = getattr(args, flag)
+    is_bag = parse_spec(spec)[0] == "bag"
+    if bag_values and not is_bag:
+        log.info("bag options ignored: the source is not a bag")
+    out: Path = args.out.expanduser()
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise ConfigError(f"--out: {out} is a folder; give the map file's path")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+
+    loaded = load_model_file(args.model, normalize=args.normalize, sensor=args.sensor)
+    embedder = Embedder(
+        loaded, device=config.device, precision=config.precision, batch_size=config.batch_size
+    )
+    source = open_source(spec, **(bag_values if is_bag else {}))
+    print(
+        f"building a map of {source.name} with {loaded.model_config.name} "
+        f"({loaded.fingerprint}, LiDAR {loaded.preprocess.lidar.sensor}, "
+        f"{loaded.preprocess.lidar_image_size} px) on {embedder.device} {embedder.precision}, "
+        f"keyframes every {config.keyframe_distance:g} m"
+    )
+    checkpoint = None if args.no_checkpoint else checkpoint_path_for(out)
+    if checkpoint is not None and checkpoint.exists() and not args.resume:
+        log.warning("%s exists from an interrupted build; starting over (--resume continues it)",
+                    checkpoint)  # fmt: skip
+    database, summary = build_map(
+        source,
+        embedder,
+        config,
+        progress=not args.no_progress,
+        checkpoint=checkpoint,
+        checkpoint_interval=args.checkpoint_every,
+        resume=args.resume,
+    )
+    path = database.save(out, index=config.index, progress=not args.no_progress)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    for line in summary.lines():
+        print(line)
+    size_mb = path.stat().st_size / 1e6
+    print(f"map             {path} ({len(database)} entries, {size_mb:.2f} MB)")
+    return 0

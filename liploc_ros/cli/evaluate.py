@@ -1,0 +1,136 @@
+"""``liploc eval``: Recall@K of a model on a sequence (the paper's protocol) or across two.
+
+    liploc eval --model m.safetensors --source kitti:/data/kitti:08
+    liploc eval --model m.safetensors --source kitti:/data/kitti:08 --distance authors
+    liploc eval --model models/liploc_demo.safetensors \\
+        --source synthetic:7:0:300 --queries synthetic:7:1:300 --out out/eval
+
+With ``--source`` alone, the database is the LiDAR embedding of every frame of the sequence
+and the queries the camera embedding of every frame of the same sequence; with
+``--queries``, the map comes from ``--source`` and the queries from the other drive.
+Writes results.npz, summary.json, route.png and recall_curve.png under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", type=Path, default=None,
+        help="a liploc .safetensors or an authors' .pth (default: the shipped demo model)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--source", "--map", dest="source", required=True,
+        help="dataset spec of the sequence (or, with --queries, of the map drive): "
+        "kitti:ROOT:SEQ, kitti360:ROOT:DRIVE, bag:PATH, synthetic:SEED:TRAVERSAL:FRAMES",
+    )  # fmt: skip
+    parser.add_argument("--queries", default=None, help="dataset spec of the query drive")
+    parser.add_argument(
+        "--distance", choices=("ground", "authors"), default="ground",
+        help="ground: x-y of the map frame (default); authors: the 2nd and 3rd translation "
+        "components of the KITTI / KITTI-360 pose files, as the authors' code measures",
+    )  # fmt: skip
+    parser.add_argument("--threshold", type=float, default=20.0, help="success radius, m (20)")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="K values")
+    parser.add_argument(
+        "--lidar-max-distance", type=float, default=None,
+        help="drop points beyond this before projecting (the authors' KITTI-360 models: 50)",
+    )  # fmt: skip
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="frame-loading processes (2)")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None,
+        help="keep the preprocessed inputs here (bags are always cached, in a temporary "
+        "folder if not given)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None, help="write results and figures here")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _load(path: Path | None, max_distance: float | None):
+    from liploc_ros.errors import CheckpointError
+    from liploc_ros.model import load_authors_checkpoint, load_model
+    from liploc_ros.model.authors import sniff_checkpoint
+    from liploc_ros.paths import models_dir
+
+    if path is None:
+        path = models_dir() / "liploc_demo.safetensors"
+        if not path.is_file():
+            raise CheckpointError(f"no --model given and no demo model at {path}")
+    if not path.is_file():
+        raise CheckpointError(f"model file {path} does not exist")
+    if sniff_checkpoint(path) == "torch":
+        loaded = load_authors_checkpoint(path)
+    else:
+        loaded = load_model(path)
+    if max_distance is not None:
+        pre = loaded.preprocess
+        lidar = dataclasses.replace(pre.lidar, distance_threshold=max_distance)
+        loaded.preprocess = dataclasses.replace(pre, lidar=lidar)
+    return loaded, path
+
+
+def _pictures(spec: str, pre, cache_dir: Path | None, workers: int, progress: bool, tmp):
+    from liploc_ros.datasets.base import IndexedSource
+    from liploc_ros.training.pictures import LazyPictures, cache_pictures
+    from liploc_ros.training.sources import open_source
+
+    source = open_source(spec)
+    if cache_dir is None and isinstance(source, IndexedSource):
+        return LazyPictures(source, pre)
+    root = cache_dir if cache_dir is not None else Path(tmp)
+    return cache_pictures(spec, source, pre, root, workers=workers, progress=progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    from liploc_ros.model import Embedder
+    from liploc_ros.training.evaluate import evaluate_pictures, save_eval_outputs
+
+    loaded, path = _load(args.model, args.lidar_max_distance)
+    embedder = Embedder(
+        loaded, device=args.device, precision=args.precision, batch_size=args.batch_size
+    )
+    progress = not args.no_progress
+    say = (lambda *a, **k: None) if args.json else print
+    say(
+        f"model: {path} ({loaded.model_config.name}, fingerprint {loaded.fingerprint}, "
+        f"{loaded.preprocess.camera.image_size} px) on {embedder.device} ({embedder.precision})"
+    )
+    with tempfile.TemporaryDirectory(prefix="liploc-eval-") as tmp:
+        opts = (loaded.preprocess, args.cache_dir, args.workers, progress, tmp)
+        map_set = _pictures(args.source, *opts)
+        query_set = _pictures(args.queries, *opts) if args.queries else None
+        result = evaluate_pictures(
+            embedder.embed_camera,
+            embedder.embed_lidar,
+            loaded.preprocess,
+            map_set,
+            query_set,
+            distance=args.distance,
+            threshold_m=args.threshold,
+            ks=args.k,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=progress,
+        )
+    summary = {"model": str(path), "fingerprint": loaded.fingerprint, **result.summary()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(result.report())
+    if args.out is not None:
+        for what, where in save_eval_outputs(result, args.out).items():
+            say(f"  {what}: {where}")
+    return 0

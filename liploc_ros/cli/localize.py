@@ -1,0 +1,393 @@
+"""``liploc localize``: the camera frames of a drive, localized in a map, with the figures.
+
+    liploc localize --map town.lmap --model tiny.safetensors --synthetic 0:1:300 --out run/
+    liploc localize --map 08.lmap --model liploc_vit.pth --kitti /data/kitti --sequence 08 ...
+    liploc localize --map run1.lmap --model M --bag run2/ --image-topic /camera/image_raw ...
+
+Writes into ``--out``: poses_tum.txt, poses_kitti.txt (+ poses_kitti_frames.txt: the frame
+of each line; no-fix frames are skipped), ground_truth_tum.txt, frames.csv, summary.json
+(Recall@1/5/10 at 20 m, fix rate, median error, latency) and route.png (see
+:mod:`liploc_ros.localization.outputs`).
+
+Frames are encoded in batches (``--batch-size``) for speed; the per-frame times in
+frames.csv are then the batch's divided by its size. The true single-frame latency is
+measured afterwards on ``--latency-samples`` frames run one at a time, as the node runs
+them, and reported in summary.json (``single_frame_latency_ms``).
+
+Settings: the defaults, then the ``localizer`` section of ``--config`` (plain, or under
+``localizer_node: ros__parameters:``), then the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liploc_ros.config import from_dict, load_yaml, to_dict
+from liploc_ros.errors import ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
+
+_NODE = "localizer_node"
+_SECTION = "localizer"
+#: flag -> LocalizerConfig field
+_CONFIG_FLAGS = ("top_k", "min_score", "max_spread_m", "min_confidence", "temperature")
+_BAG_FLAGS = ("image_topic", "pose_topic", "pose_source", "map_frame", "anchor")
+_SYNTHETIC_SPEC = re.compile(r"(synthetic:)?\d+(:\d+){0,2}")
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("frames to localize (exactly one source)")
+    src.add_argument("--source", help="kind:args, e.g. bag:PATH, kitti:ROOT:SEQ, "
+                     "kitti360:ROOT:DRIVE, synthetic:SEED[:TRAVERSAL[:FRAMES]]")  # fmt: skip
+    src.add_argument("--bag", type=Path, help="a ROS 1 or ROS 2 bag")
+    src.add_argument("--kitti", type=Path, help="KITTI odometry root (with --sequence) or a "
+                     "sequence folder")  # fmt: skip
+    src.add_argument("--sequence", help="KITTI sequence (or traversal of a liploc synth folder)")
+    src.add_argument("--kitti360", type=Path, help="KITTI-360 root (with --drive)")
+    src.add_argument("--drive", help="KITTI-360 drive number or name")
+    src.add_argument("--synthetic", metavar="DIR_OR_SPEC",
+                     help="SEED[:TRAVERSAL[:FRAMES]] rendered on the fly, or a `liploc synth` "
+                     "output folder (traversal --sequence, default 01)")  # fmt: skip
+
+    parser.add_argument("--map", type=Path, required=True, help="map database file")
+    parser.add_argument("--model", type=Path, required=True,
+                        help="the map's model (.safetensors, or an authors' .pth)")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--normalize", action="store_true", default=None,
+                        help="an authors' .pth is their L2-normalised (Norm) variant")  # fmt: skip
+    parser.add_argument("--config", type=Path, help="YAML with a `localizer` section")
+
+    loc = parser.add_argument_group("localizer settings (override --config)")
+    loc.add_argument("--top-k", type=int, help="matches used for the estimate (5)")
+    loc.add_argument("--min-score", type=float, help="no fix below this best score (none)")
+    loc.add_argument("--max-spread-m", type=float, help="no fix when the matches spread more (20)")
+    loc.add_argument("--min-confidence", type=float, help="no fix below this confidence (0)")
+    loc.add_argument("--temperature", type=float, help="score softmax temperature (0.05)")
+
+    ev = parser.add_argument_group("evaluation")
+    ev.add_argument("--threshold", type=float, default=20.0, help="success distance, m (20)")
+
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (auto)")
+    run_group.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16 (auto)")
+    run_group.add_argument(
+        "--batch-size", type=int, default=16,
+        help="frames encoded together (16); 1: true per-frame latency",
+    )  # fmt: skip
+    run_group.add_argument("--threads", type=int, help="torch CPU threads (torch's default)")
+    run_group.add_argument("--stride", type=int, default=1, help="localize every Nth frame (1)")
+    run_group.add_argument("--max-frames", type=int, help="stop after this many frames")
+    run_group.add_argument(
+        "--latency-samples", type=int, default=20,
+        help="frames re-run one at a time for the latency figures (20)",
+    )  # fmt: skip
+    run_group.add_argument("--no-plot", action="store_true", help="no route.png")
+    run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    bag = parser.add_argument_group("bag reading")
+    bag.add_argument("--image-topic", help="Image / CompressedImage topic")
+    bag.add_argument("--pose-topic", help="ground truth Odometry / PoseStamped topic")
+    bag.add_argument("--pose-source", choices=("auto", "tf", "topic", "none"),
+                     help="ground truth from the tf tree or a topic (auto)")  # fmt: skip
+    bag.add_argument("--map-frame", help="tf frame of the ground truth (the tf tree's root)")
+    bag.add_argument("--anchor", choices=("auto", "lidar", "camera"), default="camera",
+                     help="one frame per image (camera, default) or per scan (lidar)")  # fmt: skip
+
+
+def _synthetic_spec(value: str, sequence: str | None) -> str:
+    """``--synthetic``: a spec, or a `liploc synth` folder (kitti or bag layout)."""
+    if _SYNTHETIC_SPEC.fullmatch(value.strip()):
+        rest = value.strip().removeprefix("synthetic:")
+        return f"synthetic:{rest}"
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(
+            f"--synthetic {value!r}: neither SEED[:TRAVERSAL[:FRAMES]] nor an existing folder"
+        )
+    seq = f"{int(sequence):02d}" if sequence and sequence.isdigit() else (sequence or "01")
+    if (folder / "kitti" / "sequences").is_dir():
+        return f"kitti:{folder / 'kitti'}:{seq}"
+    if (folder / "sequences").is_dir():
+        return f"kitti:{folder}:{seq}"
+    if (folder / "image_2").is_dir():
+        return f"kitti:{folder}"
+    if (folder / "bags").is_dir():
+        return f"bag:{folder / 'bags' / f't{int(seq)}'}"
+    raise ConfigError(
+        f"--synthetic {folder}: not a `liploc synth` output (no kitti/sequences, sequences/, "
+        "image_2/ or bags/ inside)"
+    )
+
+
+def source_spec(args: argparse.Namespace) -> str:
+    """The one source the flags name, as an ``open_source`` spec."""
+    given = []
+    if args.source:
+        given.append(args.source)
+    if args.bag is not None:
+        given.append(f"bag:{args.bag}")
+    if args.kitti is not None:
+        given.append(
+            f"kitti:{args.kitti}:{args.sequence}" if args.sequence else f"kitti:{args.kitti}"
+        )
+    if args.kitti360 is not None:
+        if not args.drive:
+            raise ConfigError("--kitti360 needs --drive")
+        given.append(f"kitti360:{args.kitti360}:{args.drive}")
+    if args.synthetic is not None:
+        given.append(_synthetic_spec(args.synthetic, args.sequence))
+    if len(given) != 1:
+        raise ConfigError(
+            "name exactly one source: --source SPEC, --bag, --kitti, --kitti360 or --synthetic"
+            + (f" (got {', '.join(given)})" if given else "")
+        )
+    if args.sequence and args.kitti is None and args.synthetic is None:
+        raise ConfigError("--sequence goes with --kitti or a --synthetic folder")
+    if args.drive and args.kitti360 is None:
+        raise ConfigError("--drive goes with --kitti360")
+    return given[0]
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The keys the ``localizer`` section of ``path`` sets (validated)."""
+    from liploc_ros.localization import LocalizerConfig
+
+    data = load_yaml(path)
+    if _NODE in data:
+        node = data[_NODE]
+        params = node.get("ros__parameters") if isinstance(node, dict) else None
+        if not isinstance(params, dict):
+            raise ConfigError(f"{path}: {_NODE} has no ros__parameters mapping")
+        where = f"{_NODE}.ros__parameters.{_SECTION}"
+    else:
+        params, where = data, _SECTION
+        unknown = sorted(set(params) - {_SECTION})
+        if unknown:
+            raise ConfigError(
+                f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; expected a "
+                f"{_SECTION} section, or the ROS 2 layout {_NODE}: ros__parameters: {{...}}"
+            )
+    section = params.get(_SECTION) or {}
+    try:
+        from_dict(LocalizerConfig, section, where)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    return dict(section)
+
+
+def localizer_config(args: argparse.Namespace) -> Any:
+    from liploc_ros.localization import LocalizerConfig
+
+    values = read_config_file(args.config) if args.config else {}
+    for flag in _CONFIG_FLAGS:
+        if getattr(args, flag) is not None:
+            values[flag] = getattr(args, flag)
+    return from_dict(LocalizerConfig, values)
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    for name in ("batch_size", "stride"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ConfigError("--max-frames must be at least 1")
+    if args.latency_samples < 0:
+        raise ConfigError("--latency-samples must be >= 0")
+    if not args.threshold > 0:
+        raise ConfigError("--threshold must be positive")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} exists and is not a folder")
+
+
+def _frames(source: Any, stride: int, limit: int | None) -> Iterator[Any]:
+    """Every ``stride``-th frame with its image; a random-access source reads only those."""
+    from liploc_ros.datasets.base import IndexedSource
+
+    if isinstance(source, IndexedSource):
+        frames = (source.frame(i, image=True, points=False) for i in range(0, len(source), stride))
+    else:
+        frames = (
+            f
+            for position, f in enumerate(source.iter_frames(image=True, points=False))
+            if position % stride == 0
+        )
+    for count, frame in enumerate(frames, start=1):
+        if frame.image is None:
+            raise DatasetError(f"{source.name}: frame {frame.index} has no camera image")
+        yield frame
+        if limit is not None and count >= limit:
+            return
+
+
+def _truth(pose: np.ndarray | None) -> np.ndarray | None:
+    if pose is None:
+        return None
+    pose = np.asarray(pose, np.float64)
+    return pose if np.isfinite(pose).all() else None
+
+
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0915
+    import torch
+    from tqdm import tqdm
+
+    from liploc_ros.datasets.base import IndexedSource
+    from liploc_ros.datasets.registry import open_source, parse_spec
+    from liploc_ros.localization import Localizer
+    from liploc_ros.localization.evaluation import (
+        RECALL_KS,
+        FrameRecord,
+        latency_stats,
+        summarize,
+    )
+    from liploc_ros.localization.outputs import write_frames_csv, write_summary, write_trajectories
+    from liploc_ros.mapdb import MapDatabase
+    from liploc_ros.mapping.model_file import load_model_file
+    from liploc_ros.model import Embedder
+
+    spec = source_spec(args)
+    config = localizer_config(args)
+    _check_run_args(args)
+    bag_options = {f: getattr(args, f) for f in _BAG_FLAGS if getattr(args, f) is not None}
+    is_bag = parse_spec(spec)[0] == "bag"
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    database = MapDatabase.load(args.map.expanduser())
+    loaded = load_model_file(args.model, normalize=args.normalize)
+    embedder = Embedder(
+        loaded, device=args.device, precision=args.precision, batch_size=args.batch_size
+    )
+    localizer = Localizer(embedder, database, config)
+    source = open_source(spec, **(bag_options if is_bag else {}))
+    out: Path = args.out.expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"localizing {source.name} in {args.map} ({len(database)} entries, "
+        f"{database.index_kind} index) with {loaded.model_config.name} ({loaded.fingerprint}) "
+        f"on {embedder.device} {embedder.precision}, batches of {args.batch_size}"
+    )
+    localizer.warm_up()
+
+    depth = max((*RECALL_KS, config.top_k))
+    records: list[FrameRecord] = []
+    samples: list[tuple[np.ndarray, float]] = []
+    pending: list[Any] = []
+
+    def flush() -> None:
+        estimates = localizer.localize_batch(
+            [f.image for f in pending], [f.stamp for f in pending], k=depth
+        )
+        for frame, est in zip(pending, estimates, strict=True):
+            records.append(FrameRecord(frame.index, est, _truth(frame.pose)))
+        pending.clear()
+
+    total = None
+    if isinstance(source, IndexedSource):
+        total = -(-len(source) // args.stride)
+        total = min(total, args.max_frames) if args.max_frames else total
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, unit=" frames", desc="localizing", disable=args.no_progress,
+               dynamic_ncols=True)  # fmt: skip
+    try:
+        for frame in _frames(source, args.stride, args.max_frames):
+            pending.append(frame)
+            if len(samples) < args.latency_samples:
+                samples.append((frame.image, frame.stamp))
+            if len(pending) == args.batch_size:
+                flush()
+            bar.update(1)
+            if records:
+                bar.set_postfix(fixes=sum(r.estimate.ok for r in records), refresh=False)
+        if pending:
+            flush()
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    if not records:
+        raise DatasetError(f"{source.name}: no frame with a camera image to localize")
+
+    single = [localizer.localize(image, stamp) for image, stamp in samples]
+
+    summary: dict[str, Any] = {
+        "source": source.name,
+        "map": str(args.map),
+        "map_entries": len(database),
+        "map_index": database.index_kind,
+        "model": loaded.model_config.name,
+        "model_fingerprint": loaded.fingerprint,
+        "device": str(embedder.device),
+        "precision": embedder.precision,
+        "batch_size": args.batch_size,
+        "stride": args.stride,
+        "localizer": to_dict(config),
+        "seconds": seconds,
+        "frames_per_second": len(records) / seconds if seconds > 0 else None,
+        **summarize(records, database, threshold_m=args.threshold, ks=RECALL_KS),
+        "latency_note": (
+            "latency_ms: per frame, the batch's stage times divided by its size"
+            if args.batch_size > 1
+            else "latency_ms: per frame, one frame at a time"
+        ),
+        "single_frame_latency_ms": {
+            "samples": len(single),
+            **(latency_stats(single) if single else {}),
+        },
+    }
+    write_trajectories(out, records)
+    write_frames_csv(out / "frames.csv", records, database)
+    write_summary(out / "summary.json", summary)
+    if not args.no_plot:
+        from liploc_ros.localization.plot import save_route_figure
+
+        save_route_figure(
+            out / "route.png", records, database, threshold_m=args.threshold,
+            title=f"{source.name} in {args.map.name}",
+        )  # fmt: skip
+
+    for line in _report_lines(summary):
+        print(line)
+    print(f"outputs         {out}")
+    return 0
+
+
+def _fmt(value: Any, fmt: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _report_lines(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        f"frames          {summary['frames']} ({_fmt(summary['frames_per_second'], '.1f')} "
+        "frames/s)",
+        f"fixes           {summary['fixes']} ({_fmt(summary['fix_rate'], '.1%')})"
+        + (
+            " no fix: " + ", ".join(f"{k} {v}" for k, v in summary["no_fix_reasons"].items())
+            if summary["no_fix_reasons"]
+            else ""
+        ),
+    ]
+    if summary.get("recall"):
+        recall = ", ".join(f"R{k} {_fmt(v, '.3f')}" for k, v in summary["recall"].items())
+        lines += [
+            f"recall          {recall} (within {summary['threshold_m']:g} m, ground plane)",
+            f"median error    {_fmt(summary['median_error_m'], '.2f')} m over fixes, "
+            f"fix precision {_fmt(summary['fix_precision'], '.3f')}",
+        ]
+    total = summary["latency_ms"]["total"]
+    single = summary["single_frame_latency_ms"].get("total", {})
+    lines.append(
+        f"latency         {_fmt(total['p50'], '.1f')} ms p50, {_fmt(total['p99'], '.1f')} ms p99"
+        f" per frame (batched); one frame at a time: {_fmt(single.get('p50'), '.1f')} ms p50, "
+        f"{_fmt(single.get('p99'), '.1f')} ms p99"
+    )
+    return lines

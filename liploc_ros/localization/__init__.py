@@ -1,0 +1,41 @@
+"""Camera localization in a LiDAR map: frame -> embedding -> top-k -> pose estimate.
+
+Usage::
+
+    localizer = Localizer(embedder, MapDatabase.load("town.lmap"), LocalizerConfig())
+    localizer.warm_up()
+    estimate = localizer.localize(rgb_image, stamp)   # PoseEstimate: ok, pose, covariance, ...
+"""
+
+from liploc_ros.localization.config import LocalizerConfig
+from liploc_ros.localization.estimate import (
+    AMBIGUOUS,
+    DISAGREE,
+    LOW_SCORE,
+    NO_MATCH,
+    REASONS,
+    PoseEstimate,
+    estimate_pose,
+    message_fields,
+    pose_deltas,
+    score_weights,
+    weighted_covariance,
+)
+from liploc_ros.localization.localizer import STAGES, Localizer
+
+__all__ = [
+    "AMBIGUOUS",
+    "DISAGREE",
+    "LOW_SCORE",
+    "NO_MATCH",
+    "REASONS",
+    "STAGES",
+    "Localizer",
+    "LocalizerConfig",
+    "PoseEstimate",
+    "estimate_pose",
+    "message_fields",
+    "pose_deltas",
+    "score_weights",
+    "weighted_covariance",
+]

@@ -1,0 +1,67 @@
+"""route.png: where the localizer succeeded and failed along a drive, over the map."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from liploc_ros.localization.evaluation import (
+    SUCCESS_THRESHOLD_M,
+    FrameRecord,
+    ground_distances,
+    retrieved_positions,
+    truth_positions,
+)
+from liploc_ros.mapdb import MapDatabase
+from liploc_ros.viz import _pyplot, _save
+
+GREEN, RED, GREY, BLUE = "#2ca02c", "#d62728", "#9a9a9a", "#1f77b4"
+
+
+def save_route_figure(
+    path: str | Path,
+    records: Sequence[FrameRecord],
+    database: MapDatabase,
+    *,
+    threshold_m: float = SUCCESS_THRESHOLD_M,
+    title: str = "",
+) -> Path:
+    """Map entries in light grey; each frame at its true position, green (fix within the
+    threshold), red (fix beyond it, with a thin line to where it was placed) or hollow grey
+    (no fix). Without ground truth, the fixes are drawn where they were placed (blue)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
+    map_xy = np.asarray(database.positions)[:, :2]
+    ax.scatter(map_xy[:, 0], map_xy[:, 1], s=5, c="#b8b8b8", label=f"map ({len(map_xy)})",
+               linewidths=0, zorder=1)  # fmt: skip
+    truth = truth_positions(records)
+    matches = retrieved_positions(records, database)
+    match_xy = matches[:, 0, :2] if matches.shape[1] else np.full((len(records), 2), np.nan)
+    ok = np.array([r.estimate.ok for r in records], bool)
+    has_truth = ~np.isnan(truth[:, 0])
+    if has_truth.any():
+        error = ground_distances(truth, matches)[:, 0] if matches.shape[1] else None
+        good = has_truth & ok & (error < threshold_m) if error is not None else has_truth & False
+        bad = has_truth & ok & ~good
+        none = has_truth & ~ok
+        for a, b in zip(truth[bad, :2], match_xy[bad], strict=True):
+            ax.plot([a[0], b[0]], [a[1], b[1]], color=RED, lw=0.4, alpha=0.6, zorder=2)
+        ax.scatter(truth[none, 0], truth[none, 1], s=14, facecolors="none", edgecolors=GREY,
+                   linewidths=0.8, label=f"no fix ({none.sum()})", zorder=3)  # fmt: skip
+        ax.scatter(truth[bad, 0], truth[bad, 1], s=10, c=RED, linewidths=0,
+                   label=f"fix > {threshold_m:g} m ({bad.sum()})", zorder=4)  # fmt: skip
+        ax.scatter(truth[good, 0], truth[good, 1], s=10, c=GREEN, linewidths=0,
+                   label=f"fix < {threshold_m:g} m ({good.sum()})", zorder=5)  # fmt: skip
+    if (~has_truth & ok).any():
+        placed = ~has_truth & ok
+        ax.scatter(match_xy[placed, 0], match_xy[placed, 1], s=10, c=BLUE, linewidths=0,
+                   label=f"fix, no ground truth ({placed.sum()})", zorder=5)  # fmt: skip
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(f"x [m] ({database.info.frame_id})")
+    ax.set_ylabel("y [m]")
+    ax.set_title(title or f"{len(records)} frames, {ok.sum()} fixes", fontsize=9)
+    ax.legend(loc="best", fontsize=8, markerscale=1.5)
+    ax.grid(True, lw=0.3, alpha=0.5)
+    return _save(fig, path)

@@ -1,0 +1,65 @@
+"""Load whichever model file the user has: a liploc .safetensors or an authors' .pth.
+
+The kind is told by the file's first bytes, not its name. ``sensor`` swaps the LiDAR
+geometry (beams, field of view, range) for another sensor's while keeping the model's own
+image rules (crop, empty-pixel value, distance filter), so that a model trained on HDL-64E
+scans can map with a VLP-16 or an Ouster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from liploc_ros.errors import CheckpointError, ConfigError
+from liploc_ros.model import LoadedModel, load_authors_checkpoint, load_model
+from liploc_ros.model.authors import sniff_checkpoint
+from liploc_ros.preprocess.config import RangeImageConfig, sensor_preset
+
+
+def with_sensor(loaded: LoadedModel, sensor: str) -> LoadedModel:
+    """``loaded`` with its LiDAR geometry replaced by preset ``sensor``'s."""
+    preset = sensor_preset(sensor)
+    geometry = {
+        name: getattr(preset, name)
+        for name in ("sensor", "height", "width", "fov_up_deg", "fov_down_deg", "max_range")
+    }
+    lidar: RangeImageConfig = dataclasses.replace(loaded.preprocess.lidar, **geometry)
+    return dataclasses.replace(
+        loaded, preprocess=dataclasses.replace(loaded.preprocess, lidar=lidar)
+    )
+
+
+def load_model_file(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    normalize: bool | None = None,
+    sensor: str | None = None,
+) -> LoadedModel:
+    """A liploc model file or an authors' checkpoint, ready for an :class:`Embedder`.
+
+    ``normalize`` says whether an authors' checkpoint is their "Norm" variant (the weights
+    do not tell); a liploc file records it, so there it must be left None.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"model file {path} does not exist or is not a file")
+    kind = sniff_checkpoint(path)
+    if kind == "safetensors":
+        if normalize is not None:
+            raise ConfigError(
+                f"{path}: a liploc model file records whether it normalises its embeddings; "
+                "the normalize option applies only to the authors' .pth checkpoints"
+            )
+        loaded = load_model(path, device=device)
+    elif kind == "torch":
+        loaded = load_authors_checkpoint(path, normalize=bool(normalize), device=device)
+    else:
+        raise CheckpointError(
+            f"{path} is neither a liploc .safetensors model nor a PyTorch .pth checkpoint "
+            f"({'empty file' if kind == 'empty' else 'unknown signature'})"
+        )
+    return with_sensor(loaded, sensor) if sensor else loaded

@@ -1,0 +1,60 @@
+"""A LiDAR-pose estimate re-expressed for the vehicle: T_map_base and its covariance.
+
+The map stores LiDAR poses, so the localizer's estimate is ``T_map_lidar``; a vehicle stack
+(robot_localization, nav2) wants the pose of ``base_link``:
+``T_map_base = T_map_lidar @ inv(T_base_lidar)``.
+
+The covariance is not simply carried over: with the LiDAR 1.73 m above base_link, a match
+that differs in roll or pitch places base_link elsewhere than the LiDAR. It is recomputed
+exactly as the core computes it (:func:`~liploc_ros.localization.pose_deltas` and
+:func:`~liploc_ros.localization.weighted_covariance` with the config's floors), from the same
+top-k matches and weights, with each match's pose moved to base_link. With an identity
+mount the result equals the core's covariance. No rclpy here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from liploc_ros.datasets.interpolation import invert_transform
+from liploc_ros.localization import (
+    LocalizerConfig,
+    PoseEstimate,
+    pose_deltas,
+    weighted_covariance,
+)
+from liploc_ros.mapdb import MapDatabase
+
+__all__ = ["BasePose", "base_pose"]
+
+
+@dataclass(frozen=True)
+class BasePose:
+    """A fix of base_link in the map."""
+
+    #: 4 x 4 ``T_map_base``
+    matrix: np.ndarray
+    #: 6 x 6 over x y z roll pitch yaw (m, rad; about the map's axes), ROS row-major order
+    covariance: np.ndarray
+
+
+def base_pose(
+    estimate: PoseEstimate,
+    database: MapDatabase,
+    T_base_lidar: np.ndarray,
+    config: LocalizerConfig,
+) -> BasePose:
+    """``estimate`` (a fix) as base_link's pose; ValueError for an estimate without fix."""
+    if not estimate.ok or estimate.pose is None or estimate.covariance is None:
+        raise ValueError(f"estimate at {estimate.stamp:.9f} has no fix ({estimate.reason})")
+    T_lidar_base = invert_transform(np.asarray(T_base_lidar, np.float64))
+    best = np.asarray(estimate.pose, np.float64) @ T_lidar_base
+    weights = np.asarray(estimate.weights, np.float64)
+    used = np.asarray(estimate.indices, np.int64)[: len(weights)]
+    if weights.size == 0 or (used < 0).any():  # not from estimate_pose: nothing to re-weight
+        return BasePose(best, np.array(estimate.covariance, np.float64))
+    poses = database.poses_at(used) @ T_lidar_base
+    cov = weighted_covariance(pose_deltas(poses, best), weights, config.std_floors)
+    return BasePose(best, cov)

@@ -1,0 +1,230 @@
+"""The demo's figures: what the node published, matched by stamp to a bag's ground truth.
+
+The node answers every frame it localizes on ``~/markers`` (an ARROW at the best match,
+stamped with the image's stamp, fix or not) and publishes ``~/pose`` only for frames with
+a fix; it skips frames when it is slower than the camera. The figures, and what they count:
+
+- **Recall@1 at 20 m** (the LIP-Loc protocol): localized frames whose best match lies
+  within 20 m (ground plane) of the truth, over all frames the node localized. Frames the
+  node dropped are not counted: they were never tried.
+- **fix ratio**: poses published / frames localized; **fix precision**: poses within 20 m
+  / poses; **median error**: ground distance of the published poses from the truth.
+- **latency**: image published -> the node's answer for it received, both on this
+  machine's clock.
+- **chance**: the Recall@1 of a uniformly random map entry (mean fraction of map entries
+  within 20 m of each played frame's true position).
+
+No rclpy here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liploc_ros.errors import DatasetError
+
+__all__ = [
+    "SUCCESS_THRESHOLD_M",
+    "DemoFigures",
+    "Received",
+    "evaluate_run",
+    "read_ground_truth",
+    "save_demo_figure",
+    "stamp_key",
+]
+
+SUCCESS_THRESHOLD_M = 20.0
+
+
+def stamp_key(seconds: float) -> int:
+    """A stamp as integer microseconds: a dictionary key robust to float rounding."""
+    return round(float(seconds) * 1e6)
+
+
+@dataclass(frozen=True)
+class Received:
+    """A position the node published for one image (a pose or a best match)."""
+
+    stamp: float
+    #: x, y, z in the map frame
+    position: np.ndarray
+    #: image published -> message received (s); None when the publish time is unknown
+    latency_s: float | None = None
+
+
+def read_ground_truth(bag: str | Path, topic: str = "/ground_truth/odom") -> dict[int, np.ndarray]:
+    """stamp_key(header stamp) -> position (3,) of the bag's Odometry / pose messages."""
+    from rosbags.highlevel import AnyReader
+
+    path = Path(bag)
+    out: dict[int, np.ndarray] = {}
+    try:
+        with AnyReader([path]) as reader:
+            conns = [c for c in reader.connections if c.topic == topic]
+            if not conns:
+                raise DatasetError(f"bag {path} has no {topic} topic for the ground truth")
+            for conn, _, raw in reader.messages(connections=conns):
+                msg = reader.deserialize(raw, conn.msgtype)
+                pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
+                t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                p = pose.position
+                out[stamp_key(t)] = np.array([p.x, p.y, p.z], np.float64)
+    except DatasetError:
+        raise
+    except Exception as err:
+        raise DatasetError(f"cannot read ground truth from {path}: {err}") from err
+    return out
+
+
+@dataclass(frozen=True)
+class DemoFigures:
+    threshold_m: float
+    frames_played: int
+    frames_localized: int
+    poses: int
+    recall_at_1: float
+    median_top1_error_m: float
+    fix_ratio: float
+    fix_precision: float
+    median_error_m: float
+    latency_ms: dict[str, float]
+    chance: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: _finite_or_none(v) for k, v in asdict(self).items()}
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    return value
+
+
+def _errors(received: Sequence[Received], truth: Mapping[int, np.ndarray]) -> np.ndarray:
+    """Ground distance of each message from the truth at its stamp (NaN without truth)."""
+    out = np.full(len(received), np.nan)
+    for i, item in enumerate(received):
+        gt = truth.get(stamp_key(item.stamp))
+        if gt is not None:
+            out[i] = float(np.hypot(*(np.asarray(item.position)[:2] - gt[:2])))
+    return out
+
+
+def _median(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else math.nan
+
+
+def evaluate_run(
+    matches: Sequence[Received],
+    poses: Sequence[Received],
+    truth: Mapping[int, np.ndarray],
+    map_positions: np.ndarray,
+    *,
+    frames_played: int,
+    frames_localized: int,
+    played_stamps: Sequence[float] = (),
+    threshold_m: float = SUCCESS_THRESHOLD_M,
+) -> DemoFigures:
+    """The figures of the module docstring from the best match of every localized frame
+    (``matches``) and the published fixes (``poses``). ``played_stamps``: the images played
+    (chance is computed over their true positions; over all of ``truth`` when empty)."""
+    localized = max(int(frames_localized), len(matches))
+    top1 = _errors(matches, truth)
+    fixes = _errors(poses, truth)
+    latencies = np.array([m.latency_s for m in matches if m.latency_s is not None]) * 1e3
+    if latencies.size:
+        p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
+        latency = {"p50": float(p50), "p90": float(p90), "p99": float(p99)}
+    else:
+        latency = {"p50": math.nan, "p90": math.nan, "p99": math.nan}
+    keys = [stamp_key(s) for s in played_stamps] or list(truth)
+    gt_xy = np.array([truth[k][:2] for k in keys if k in truth]).reshape(-1, 2)
+    map_xy = np.asarray(map_positions, np.float64)[:, :2]
+    if len(gt_xy) and len(map_xy):
+        dist = np.linalg.norm(gt_xy[:, None, :] - map_xy[None, :, :], axis=2)
+        chance = float((dist < threshold_m).mean())
+    else:
+        chance = math.nan
+    return DemoFigures(
+        threshold_m=float(threshold_m),
+        frames_played=int(frames_played),
+        frames_localized=localized,
+        poses=len(poses),
+        recall_at_1=float((top1 < threshold_m).sum() / localized) if localized else math.nan,
+        median_top1_error_m=_median(top1),
+        fix_ratio=len(poses) / localized if localized else math.nan,
+        fix_precision=float((fixes < threshold_m).mean()) if len(poses) else math.nan,
+        median_error_m=_median(fixes),
+        latency_ms=latency,
+        chance=chance,
+    )
+
+
+def save_demo_figure(
+    path: str | Path,
+    map_positions: np.ndarray,
+    truth: Mapping[int, np.ndarray],
+    played_stamps: Sequence[float],
+    matches: Sequence[Received],
+    poses: Sequence[Received],
+    *,
+    threshold_m: float = SUCCESS_THRESHOLD_M,
+    title: str = "",
+) -> Path:
+    """The map's route in grey; each played frame at its true position: green when its best
+    match lies within the threshold, red (with a line to the match) beyond it; a dot for a
+    frame with a published pose, a cross without fix, a hollow grey circle for a frame the
+    node did not localize (dropped)."""
+    from liploc_ros.viz import _pyplot, _save
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
+    route = np.asarray(map_positions)[:, :2]
+    ax.plot(route[:, 0], route[:, 1], "-", color="#b8b8b8", lw=3, label="map route", zorder=1)
+    best = {stamp_key(m.stamp): np.asarray(m.position)[:2] for m in matches}
+    fixed = {stamp_key(p.stamp) for p in poses}
+    groups: dict[tuple[bool, bool], list[np.ndarray]] = {}
+    dropped = []
+    for stamp in played_stamps:
+        key = stamp_key(stamp)
+        gt = truth.get(key)
+        if gt is None:
+            continue
+        if key not in best:
+            dropped.append(gt[:2])
+            continue
+        good = bool(np.hypot(*(best[key] - gt[:2])) < threshold_m)
+        if not good:
+            ax.plot(*zip(gt[:2], best[key], strict=True), "-", color="#d62728", lw=0.4, alpha=0.4)
+        groups.setdefault((good, key in fixed), []).append(gt[:2])
+    if dropped:
+        d = np.array(dropped)
+        ax.scatter(d[:, 0], d[:, 1], s=14, facecolors="none", edgecolors="#9a9a9a",
+                   label=f"not localized (dropped, {len(d)})", zorder=2)  # fmt: skip
+    styles = {
+        (True, True): ("#2ca02c", "o", "best match within {t} m, pose published"),
+        (True, False): ("#2ca02c", "x", "best match within {t} m, no fix"),
+        (False, True): ("#d62728", "o", "best match > {t} m off, pose published"),
+        (False, False): ("#d62728", "x", "best match > {t} m off, no fix"),
+    }
+    for group, (color, marker, text) in styles.items():
+        if group in groups:
+            xy = np.array(groups[group])
+            label = text.format(t=f"{threshold_m:g}") + f" ({len(xy)})"
+            ax.scatter(xy[:, 0], xy[:, 1], s=16, c=color, marker=marker, label=label, zorder=3)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
