@@ -10,7 +10,6 @@ the weights, so the caller says so.
 from __future__ import annotations
 
 import math
-import pickle
 import re
 import zipfile
 from collections.abc import Mapping
@@ -87,7 +86,8 @@ def read_authors_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except Exception as err:  # damaged bytes can make the unpickler fail in any way
+        # weights_only refuses any global but tensors and plain containers, naming it.
         found = re.search(r"GLOBAL (\S+)", str(err))
         if found or "Unsupported global" in str(err):
             what = found.group(1) if found else "a Python object"
@@ -97,10 +97,6 @@ def read_authors_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 "as a plain state_dict where you trust it: "
                 "torch.save(model.state_dict(), path)"
             ) from err
-        raise CheckpointError(
-            f"{path} is corrupt or not a PyTorch checkpoint: {_short(err)}"
-        ) from err
-    except Exception as err:  # damaged bytes can make the unpickler fail in any way
         raise CheckpointError(
             f"{path} is truncated, corrupt or not a PyTorch checkpoint: {_short(err)}"
         ) from err
