@@ -21,7 +21,9 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
+from liploc_ros.param_files import parameters_for
 
+NODE_NAME = "map_builder_node"
 #: launch argument -> node parameter, passed only when the argument is not empty
 _PATH_ARGUMENTS = {"bag": "bag_path", "model": "model", "map": "map_path"}
 
@@ -34,13 +36,15 @@ def _map_builder_node(context, *args, **kwargs):
             overrides[parameter] = value
     sim_time = LaunchConfiguration("use_sim_time").perform(context).strip().lower()
     overrides["use_sim_time"] = sim_time in ("true", "1", "yes", "on")
+    namespace = LaunchConfiguration("namespace").perform(context)
+    config = LaunchConfiguration("config").perform(context)
     return [
         Node(
             package="liploc_ros",
             executable="map_builder_node",
-            name="map_builder_node",
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[LaunchConfiguration("config"), overrides],
+            name=NODE_NAME,
+            namespace=namespace,
+            parameters=[parameters_for(config, NODE_NAME, namespace), overrides],
             output="screen",
             emulate_tty=True,
             # offline mode exits when the map is saved; a failed node ends the launch too

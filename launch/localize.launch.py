@@ -18,22 +18,11 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
+from liploc_ros.param_files import parameters_for
 
 NODE_NAME = "localizer_node"
 #: launch argument -> node parameter, passed only when the argument is not empty
 _ARGUMENTS = {"map": "map_path", "model": "model", "device": "device"}
-
-
-def _parameter_file(path, namespace):
-    """The parameter file, or with a namespace its node section as a dict: a file keyed
-    `localizer_node` does not apply to /ns/localizer_node (files match full node names)."""
-    if not namespace.strip("/"):
-        return path
-    import yaml
-
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
-    return dict(data.get(NODE_NAME, {}).get("ros__parameters", {}))
 
 
 def _localizer_node(context, *args, **kwargs):
@@ -56,7 +45,7 @@ def _localizer_node(context, *args, **kwargs):
             executable="localizer_node",
             name=NODE_NAME,
             namespace=namespace,
-            parameters=[_parameter_file(config, namespace), overrides],
+            parameters=[parameters_for(config, NODE_NAME, namespace), overrides],
             output="screen",
             emulate_tty=True,
             # a fatal start-up error (missing map, mismatched model) ends the launch

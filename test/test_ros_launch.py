@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch" / "build_map.launch.py"
-ALLOWED_IMPORT_ROOTS = {"launch", "launch_ros", "ament_index_python"}
+ALLOWED_IMPORT_ROOTS = {"launch", "launch_ros", "ament_index_python", "liploc_ros"}
 ARGUMENTS = {"bag", "model", "map", "config", "use_sim_time", "namespace"}
 
 
@@ -101,6 +101,24 @@ def test_declares_the_documented_arguments():
     mapping = re.search(r"_PATH_ARGUMENTS = (\{.*?\})", LAUNCH.read_text()).group(1)
     for parameter in ast.literal_eval(mapping).values():
         assert parameter in parameter_names(MapBuilderNodeConfig)
+
+
+def test_with_a_namespace_the_file_becomes_a_parameter_dict():
+    """A file keyed `map_builder_node` would not apply to /ns/map_builder_node."""
+    from liploc_ros.param_files import parameters_for
+    from liploc_ros.ros.map_builder_params import MapBuilderNodeConfig
+    from liploc_ros.ros.params import parameter_names
+
+    config = str(ROOT / "config" / "map_builder.yaml")
+    assert parameters_for(config, "map_builder_node", "") == config
+    assert parameters_for(config, "map_builder_node", "/") == config
+    params = parameters_for(config, "map_builder_node", "/car1")
+    flat = {k for k, v in params.items() if not isinstance(v, dict)}
+    assert flat
+    assert flat <= set(parameter_names(MapBuilderNodeConfig))
+    source = LAUNCH.read_text()
+    assert 'NODE_NAME = "map_builder_node"' in source
+    assert "parameters_for(config, NODE_NAME, namespace)" in source
 
 
 @pytest.mark.launch_ros

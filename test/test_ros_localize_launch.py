@@ -20,7 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch" / "localize.launch.py"
-ALLOWED_IMPORT_ROOTS = {"launch", "launch_ros", "ament_index_python", "yaml"}
+ALLOWED_IMPORT_ROOTS = {"launch", "launch_ros", "ament_index_python", "liploc_ros"}
 ARGUMENTS = {"map", "model", "image_topic", "device", "config", "use_sim_time", "namespace"}
 
 
@@ -41,17 +41,6 @@ def _keyword_strings(keyword: str) -> list[str]:
         for kw in node.keywords
         if kw.arg == keyword and isinstance(kw.value, ast.Constant)
     ]
-
-
-def _function(name: str):
-    """One top-level function of the launch file, run without importing launch."""
-    module = ast.Module(
-        body=[n for n in _tree().body if isinstance(n, ast.FunctionDef) and n.name == name],
-        type_ignores=[],
-    )
-    namespace = {"NODE_NAME": "localizer_node"}
-    exec(compile(module, str(LAUNCH), "exec"), namespace)
-    return namespace[name]
 
 
 def test_imports_only_launch_apis():
@@ -121,12 +110,14 @@ def test_declares_the_documented_arguments_mapped_to_node_parameters():
 
 def test_with_a_namespace_the_file_becomes_a_parameter_dict():
     """A file keyed `localizer_node` would not apply to /ns/localizer_node."""
-    parameter_file = _function("_parameter_file")
+    from liploc_ros.param_files import parameters_for
+
     config = str(ROOT / "config" / "localizer.yaml")
-    assert parameter_file(config, "") == config
-    params = parameter_file(config, "/car1")
+    assert parameters_for(config, "localizer_node", "") == config
+    params = parameters_for(config, "localizer_node", "/car1")
     assert params["base_frame"] == "base_link"
     assert params["localizer"]["top_k"] == 5
+    assert "parameters_for(config, NODE_NAME, namespace)" in LAUNCH.read_text()
 
 
 @pytest.mark.launch_ros
@@ -202,12 +193,14 @@ def test_run_localizer_builds_the_nodes_command_line(tmp_path):
 
 
 def test_run_localizer_rekeys_the_file_for_a_namespace(tmp_path):
-    from liploc_ros.cli.run_localizer import _namespaced_params_file
+    from liploc_ros.errors import ConfigError
+    from liploc_ros.param_files import namespaced_file
 
-    path = _namespaced_params_file(ROOT / "config" / "localizer.yaml", "/car1/", tmp_path)
-    data = yaml.safe_load(path.read_text())
+    text = namespaced_file(ROOT / "config" / "localizer.yaml", "localizer_node", "/car1/")
     original = yaml.safe_load((ROOT / "config" / "localizer.yaml").read_text())
-    assert data == {"/car1/localizer_node": original["localizer_node"]}
+    assert yaml.safe_load(text) == {"/car1/localizer_node": original["localizer_node"]}
+    with pytest.raises(ConfigError, match="no localizer_node: ros__parameters"):
+        namespaced_file(ROOT / "config" / "map_builder.yaml", "localizer_node", "car1")
 
 
 @pytest.mark.ros

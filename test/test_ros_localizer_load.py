@@ -107,14 +107,18 @@ def test_30_hz_into_a_10_hz_node_latency_stays_bounded_and_memory_flat(tmp_path,
         growth_mb = (rss["end"] - rss["10s"]) / 1024
         report = (
             f"sent {sent} frames at {RATE_HZ:g} Hz; node localized {frames_done} "
-            f"({frames_done / DURATION_S:.1f}/s), dropped {dropped}; processing "
+            f"({frames_done / DURATION_S:.1f}/s), dropped {dropped} in its slot and "
+            f"{sent - frames_done - dropped} before it; processing "
             f"{processing_ms:.0f} ms/frame mean, {processing_p99:.0f} ms p99; latency p50 "
             f"{p50:.0f} ms, p99 {p99:.0f} ms; "
             f"RSS {rss['10s'] / 1024:.0f} -> {rss['end'] / 1024:.0f} MB"
         )
         print(report)
         assert len(latency_ms) >= 0.9 * frames_done, report  # a pose per localized frame
-        assert dropped > 0.3 * sent, report  # the node is slower than the camera: it drops
+        # the node is slower than the camera, so most frames are dropped rather than queued:
+        # by its newest-frame slot (counted in `dropped`) or, when the CPU is short, already
+        # by the depth-1 best-effort subscription before they reach the slot
+        assert sent - frames_done > 0.3 * sent, report
         # queued frames would wait for all those before them: latency would grow by seconds;
         # dropped ones wait at most for the frame in progress. The machine's own hiccups
         # (other processes) show in the processing time too, hence the same percentile.

@@ -117,6 +117,46 @@ def test_sampler_shards_reshuffles_and_keeps_whole_batches():
     assert len(list(padded)) == 3
 
 
+def test_grouped_sampler_fills_each_batch_from_few_sources_and_shards():
+    groups = np.repeat(np.arange(5), [13, 9, 20, 4, 11])  # 57 items, one source is small
+    for world in (1, 2):
+        shards = [
+            EpochSampler(
+                len(groups),
+                batch_size=8,
+                shuffle=True,
+                seed=3,
+                rank=r,
+                world=world,
+                groups=groups,
+                per_batch=2,
+            )
+            for r in range(world)
+        ]
+        items = [[p for p, _ in s] for s in shards]
+        assert [len(i) for i in items] == [len(s) for s in shards]  # __len__ is exact
+        assert len({len(i) for i in items}) == 1  # every rank takes as many batches
+        everything = [p for i in items for p in i]
+        assert len(set(everything)) == len(everything)  # nothing drawn twice
+        for rank_items in items:
+            assert len(rank_items) % 8 == 0
+            for start in range(0, len(rank_items), 8):
+                batch = groups[rank_items[start : start + 8]]
+                sources, counts = np.unique(batch, return_counts=True)
+                assert len(sources) == 2
+                assert counts.tolist() == [4, 4]
+    # 57 items make 13 chunks of 4 (the 4-item source: one): at most 6 batches of 2 chunks
+    assert (
+        5
+        <= len(list(EpochSampler(57, batch_size=8, shuffle=True, groups=groups, per_batch=2))) // 8
+        <= 6
+    )
+    with pytest.raises(ConfigError, match="multiple"):
+        EpochSampler(57, batch_size=8, shuffle=True, groups=groups, per_batch=3)
+    with pytest.raises(ConfigError, match="one group label"):
+        EpochSampler(57, batch_size=8, shuffle=True, groups=groups[:5], per_batch=2)
+
+
 def test_pair_dataset_augmentation_depends_on_epoch_and_item_only(drive):
     sets = [LazyPictures(drive, PRE)]
     rows = np.array([[0, 1], [0, 4]])

@@ -110,6 +110,7 @@ def test_train_writes_model_state_config_logs_and_recall(cache_dir, tmp_path):
     assert set(history[0]["lr"]) == {"camera_encoder", "lidar_encoder", "heads"}
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert read_training_meta(out / "last.ckpt.safetensors")["epoch"] == 1
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_resume_reproduces_an_uninterrupted_run(cache_dir, tmp_path):

@@ -57,24 +57,6 @@ def _split_topics(values: list[str]) -> list[str]:
     return [t.strip() for v in values for t in v.split(",") if t.strip()]
 
 
-def _namespaced_params_file(config: Path, namespace: str, folder: Path) -> Path:
-    """``config`` re-keyed by the node's full name: a file keyed ``localizer_node`` does not
-    apply to ``/ns/localizer_node`` (ROS 2 matches parameter files by full node name)."""
-    from liploc_ros.config import load_yaml
-    from liploc_ros.io_utils import write_text_atomic
-
-    data = load_yaml(config)
-    section = data.get(NODE) if isinstance(data, dict) else None
-    if not isinstance(section, dict) or not isinstance(section.get("ros__parameters"), dict):
-        raise ConfigError(f"{config}: no {NODE}: ros__parameters: section")
-    import yaml
-
-    full_name = f"/{namespace.strip('/')}/{NODE}"
-    path = folder / "localizer.yaml"
-    write_text_atomic(path, yaml.safe_dump({full_name: section}, sort_keys=False))
-    return path
-
-
 def ros_arguments(args: argparse.Namespace, params_file: Path) -> list[str]:
     """The node's command line: ``localizer_node --ros-args --params-file ... -p ...``."""
     out = [NODE, "--ros-args", "--params-file", str(params_file)]
@@ -112,5 +94,10 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="liploc-run-localizer-") as folder:
         params_file = config
         if args.namespace.strip("/"):
-            params_file = _namespaced_params_file(config, args.namespace, Path(folder))
+            # a file keyed `localizer_node` does not apply to /ns/localizer_node
+            from liploc_ros.io_utils import write_text_atomic
+            from liploc_ros.param_files import namespaced_file
+
+            params_file = Path(folder) / "localizer.yaml"
+            write_text_atomic(params_file, namespaced_file(config, NODE, args.namespace))
         return main(ros_arguments(args, params_file))

@@ -37,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
     settings = list(args.settings)
     if args.output is not None:
         settings.append(f"output_dir={args.output}")
-    config = load_train_config(args.config, settings)
+    config_path = args.config
+    if config_path is None and args.resume is not None:
+        # `--resume DIR` alone continues the run as it was configured
+        folder = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
+        if (folder / "config.yaml").is_file():
+            config_path = folder / "config.yaml"
+    config = load_train_config(config_path, settings)
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0

@@ -137,6 +137,10 @@ class DataSection:
     train: tuple[str, ...] = ()
     #: use every n-th frame of each training source (1: all, as the authors; bags: all)
     frame_step: int = 1
+    #: 0: batches drawn at random from all training pairs (the authors); n: each batch takes
+    #: batch_size / n pairs from each of n sources, so that most of its negatives are other
+    #: places of the same drive (harder negatives than other drives)
+    sources_per_batch: int = 0
     #: fraction of the training frames held out for validation (drawn at random)
     val_fraction: float = 0.2
     #: seed of that draw (the authors': 42)
@@ -158,6 +162,8 @@ class DataSection:
             raise ConfigError(f"data.val_fraction must be within [0, 1), got {self.val_fraction}")
         if self.num_workers < 0:
             raise ConfigError("data.num_workers must be >= 0")
+        if self.sources_per_batch < 0:
+            raise ConfigError("data.sources_per_batch must be >= 0")
         if self.frame_step < 1:
             raise ConfigError(f"data.frame_step must be >= 1, got {self.frame_step}")
 

@@ -92,11 +92,15 @@ class PairDataset(Dataset):
 
 class EpochSampler(Sampler):
     """Yields ``(position, epoch)``; shuffled per epoch from ``(seed, epoch)`` and sharded over
-    ``world`` processes (rank r takes every world-th item).
+    ``world`` processes.
 
     ``drop_last`` trims the epoch to whole global batches (training: every process must
     contribute a full batch to the gathered loss); otherwise the epoch is padded by repeating
     items so that every process gets as many (validation: equal batch shapes to gather).
+
+    With ``groups`` (one label per item, e.g. its source) and ``per_batch`` > 0, each batch
+    holds ``batch_size / per_batch`` items from each of ``per_batch`` groups, so that its
+    negatives come from the same drive (hard negatives) instead of from other drives.
     """
 
     def __init__(
@@ -109,17 +113,36 @@ class EpochSampler(Sampler):
         rank: int = 0,
         world: int = 1,
         drop_last: bool = True,
+        groups: np.ndarray | None = None,
+        per_batch: int = 0,
     ) -> None:
         if size < 1:
             raise ConfigError("a sampler over an empty dataset")
+        if per_batch > 0:
+            if groups is None or len(groups) != size:
+                raise ConfigError("grouped batches need one group label per item")
+            if batch_size % per_batch:
+                raise ConfigError(
+                    f"batch_size {batch_size} is not a multiple of sources_per_batch {per_batch}"
+                )
+            if not (shuffle and drop_last):
+                raise ConfigError("grouped batches are for shuffled training epochs")
         self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
         self.seed, self.rank, self.world, self.drop_last = seed, rank, world, drop_last
+        self.groups = None if groups is None else np.asarray(groups)
+        self.per_batch = per_batch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def _generator(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, _SALT_SHUFFLE, self.epoch])
+
     def _per_rank(self) -> int:
+        if self.per_batch > 0:
+            # how many chunks find partners depends on the draw: count this epoch's
+            return len(self._grouped_order(self._generator())) // self.world
         if self.drop_last:
             return (self.size // (self.batch_size * self.world)) * self.batch_size
         return math.ceil(self.size / self.world)
@@ -127,12 +150,52 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         return self._per_rank()
 
+    def _grouped_order(self, gen: np.random.Generator) -> np.ndarray:
+        """Batches of ``per_batch`` groups x ``batch_size / per_batch`` items, in a random
+        order; leftovers of groups too small to contribute are dropped this epoch."""
+        take = self.batch_size // self.per_batch
+        pools = [gen.permutation(np.flatnonzero(self.groups == g)) for g in np.unique(self.groups)]
+        chunks = [
+            pool[i : i + take] for pool in pools for i in range(0, len(pool) - take + 1, take)
+        ]
+        owner = [g for g, pool in enumerate(pools) for _ in range(len(pool) // take)]
+        by_group: dict[int, list[np.ndarray]] = {}
+        for g, chunk in zip(owner, chunks, strict=True):
+            by_group.setdefault(g, []).append(chunk)
+        batches = []
+        while len(by_group) >= self.per_batch:
+            # the groups with the most chunks left go first (random among equals), so that
+            # as few chunks as possible remain unpaired at the end
+            keys = list(by_group)
+            weights = np.array([len(by_group[k]) for k in keys], dtype=np.float64)
+            picked = gen.choice(
+                len(keys), size=self.per_batch, replace=False, p=weights / weights.sum()
+            )
+            batch = [by_group[keys[i]].pop() for i in picked]
+            for i in picked:
+                if not by_group[keys[i]]:
+                    del by_group[keys[i]]
+            batches.append(np.concatenate(batch))
+        if not batches:
+            raise ConfigError(
+                f"cannot form a batch from {self.per_batch} sources of {take} items each"
+            )
+        batches = [batches[i] for i in gen.permutation(len(batches))]
+        usable = len(batches) - len(batches) % self.world
+        # batch b goes to rank b % world: interleave so that rank r's slice r::world of the
+        # item order is exactly its batches
+        mine = batches[:usable]
+        order = np.stack([np.concatenate(mine[r :: self.world]) for r in range(self.world)], 1)
+        return order.reshape(-1)
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            gen = np.random.default_rng([self.seed, _SALT_SHUFFLE, self.epoch])
-            order = gen.permutation(self.size)
-        else:
-            order = np.arange(self.size)
+        gen = self._generator()
+        if self.per_batch > 0:
+            order = self._grouped_order(gen)
+            for position in order[self.rank :: self.world]:
+                yield int(position), self.epoch
+            return
+        order = gen.permutation(self.size) if self.shuffle else np.arange(self.size)
         need = self._per_rank() * self.world
         if need > len(order):
             order = np.resize(order, need)

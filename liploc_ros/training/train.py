@@ -10,6 +10,7 @@ gathered global batch: see :mod:`liploc_ros.training.distributed`). It writes un
   training info in its metadata), copied to ``export`` at the end when that is set;
 - ``last.ckpt.safetensors``: the full training state after the last epoch (for ``resume``);
 - ``history.json``: per-epoch losses, learning rates, recalls and timings;
+- ``training_curves.png``: the losses and the periodic Recall@1 (with chance) per epoch;
 - ``tensorboard/``: TensorBoard logs (when tensorboard is installed);
 - ``cache/``: the preprocessed 8-bit inputs (unless ``data.cache_dir`` says elsewhere).
 """
@@ -53,6 +54,7 @@ from liploc_ros.training.pictures import (
     StridedSource,
     cache_pictures,
 )
+from liploc_ros.training.plots import save_training_curves
 from liploc_ros.training.sources import open_source
 
 log = logging.getLogger(__name__)
@@ -287,6 +289,7 @@ class _Trainer:
         self.train_sampler = EpochSampler(
             len(self.train_set), batch_size=c.train.batch_size, shuffle=True, seed=seed,
             rank=self.info.rank, world=self.info.world, drop_last=True,
+            groups=split.train[:, 0], per_batch=c.data.sources_per_batch,
         )  # fmt: skip
         self.train_loader = _loader(
             self.train_set, self.train_sampler, c.train.batch_size, c, self.device, drop_last=True
@@ -511,6 +514,9 @@ class _Trainer:
                     )  # fmt: skip
                     write_text_atomic(
                         self.out / "history.json", json.dumps(self.state.history, indent=1)
+                    )
+                    save_training_curves(
+                        self.state.history, self.out / "training_curves.png", title=c.name
                     )
                     self._log_epoch(record, improved)
                 ddp.barrier(self.info)
