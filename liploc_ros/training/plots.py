@@ -1,32 +1,13 @@
-"""The evaluation's two PNGs: the route coloured by success, Recall@1 against the threshold."""
+"""Training and evaluation PNGs: the route coloured by success, Recall@1 against the threshold,
+and the training curves."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from liploc_ros.io_utils import write_bytes_atomic
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
-    _pyplot().close(fig)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, buf.getvalue())
-    return path
+from liploc_ros.viz import _pyplot, _save
 
 
 def save_route_figure(
