@@ -50,8 +50,8 @@ def test_30_hz_into_a_10_hz_node_latency_stays_bounded_and_memory_flat(tmp_path,
     env = ros_environment(DOMAIN_ID)
     for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
         monkeypatch.setenv(key, env[key])
-    # liploc-tiny (ResNet-18) at 128 px: about 10 frames/s on two cores
-    loaded = make_model_file(tmp_path / "model.safetensors", size=128)
+    # liploc-tiny (ResNet-18) at 320 px: about 10 frames/s on two cores
+    loaded = make_model_file(tmp_path / "model.safetensors", size=320)
     make_map_file(tmp_path / "map.lmap", loaded, n=500)
     params = {
         "model": tmp_path / "model.safetensors",
@@ -115,10 +115,7 @@ def test_30_hz_into_a_10_hz_node_latency_stays_bounded_and_memory_flat(tmp_path,
         )
         print(report)
         assert len(latency_ms) >= 0.9 * frames_done, report  # a pose per localized frame
-        # the node is slower than the camera, so most frames are dropped rather than queued:
-        # by its newest-frame slot (counted in `dropped`) or, when the CPU is short, already
-        # by the depth-1 best-effort subscription before they reach the slot
-        assert sent - frames_done > 0.3 * sent, report
+        assert dropped > 0.3 * sent, report  # the node is slower than the camera: it drops
         # queued frames would wait for all those before them: latency would grow by seconds;
         # dropped ones wait at most for the frame in progress. The machine's own hiccups
         # (other processes) show in the processing time too, hence the same percentile.

@@ -284,7 +284,8 @@ class LocalizerNode(Node):
     def run(self) -> int:
         """Spin until SIGINT / SIGTERM, then stop the worker."""
         try:
-            spin_until_signal(self)
+            # callbacks only fill the frame slots: the worker thread does the work
+            spin_until_signal(self, threads=1)
         finally:
             self.close()
         return 0
