@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from launch_file_helpers import console_scripts, import_roots, keyword_strings, parse_launch
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch" / "build_map.launch.py"
@@ -18,40 +19,23 @@ ARGUMENTS = {"bag", "model", "map", "config", "use_sim_time", "namespace"}
 
 
 def _tree() -> ast.Module:
-    return ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
-
-
-def _console_scripts() -> dict[str, str]:
-    """name -> 'module:function' of setup.py's console_scripts."""
-    text = (ROOT / "setup.py").read_text()
-    return dict(re.findall(r'"([\w-]+)\s*=\s*([\w.]+:\w+)"', text))
+    return parse_launch(LAUNCH)
 
 
 def _keyword_strings(keyword: str) -> list[str]:
-    return [
-        kw.value.value
-        for node in ast.walk(_tree())
-        if isinstance(node, ast.Call)
-        for kw in node.keywords
-        if kw.arg == keyword and isinstance(kw.value, ast.Constant)
-    ]
+    return keyword_strings(_tree(), keyword)
 
 
 def test_imports_only_launch_apis():
-    roots = set()
-    for node in ast.walk(_tree()):
-        if isinstance(node, ast.Import):
-            roots |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            roots.add((node.module or "").split(".")[0])
+    roots = import_roots(_tree())
     assert roots, "the launch file imports nothing?"
     assert roots <= ALLOWED_IMPORT_ROOTS, roots - ALLOWED_IMPORT_ROOTS
     names = {n.name for n in _tree().body if isinstance(n, ast.FunctionDef)}
     assert "generate_launch_description" in names
 
 
-def test_executables_are_installed_console_scripts():
-    scripts = _console_scripts()
+def test_executables_are_installedconsole_scripts():
+    scripts = console_scripts()
     executables = _keyword_strings("executable")
     assert executables == ["map_builder_node"]
     for name in executables:

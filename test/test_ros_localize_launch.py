@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from launch_file_helpers import console_scripts, import_roots, keyword_strings, parse_launch
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch" / "localize.launch.py"
@@ -25,31 +26,15 @@ ARGUMENTS = {"map", "model", "image_topic", "device", "config", "use_sim_time", 
 
 
 def _tree() -> ast.Module:
-    return ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
-
-
-def _console_scripts() -> dict[str, str]:
-    text = (ROOT / "setup.py").read_text()
-    return dict(re.findall(r'"([\w-]+)\s*=\s*([\w.]+:\w+)"', text))
+    return parse_launch(LAUNCH)
 
 
 def _keyword_strings(keyword: str) -> list[str]:
-    return [
-        kw.value.value
-        for node in ast.walk(_tree())
-        if isinstance(node, ast.Call)
-        for kw in node.keywords
-        if kw.arg == keyword and isinstance(kw.value, ast.Constant)
-    ]
+    return keyword_strings(_tree(), keyword)
 
 
 def test_imports_only_launch_apis():
-    roots = set()
-    for node in ast.walk(_tree()):
-        if isinstance(node, ast.Import):
-            roots |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            roots.add((node.module or "").split(".")[0])
+    roots = import_roots(_tree())
     assert roots <= ALLOWED_IMPORT_ROOTS, roots - ALLOWED_IMPORT_ROOTS
     assert {"launch", "launch_ros"} <= roots
     names = {n.name for n in _tree().body if isinstance(n, ast.FunctionDef)}
@@ -57,7 +42,7 @@ def test_imports_only_launch_apis():
 
 
 def test_the_executable_is_an_installed_console_script():
-    scripts = _console_scripts()
+    scripts = console_scripts()
     assert _keyword_strings("executable") == ["localizer_node"]
     assert scripts["localizer_node"] == "liploc_ros.ros.localizer_node:main"
     assert _keyword_strings("package") == ["liploc_ros"]
