@@ -13,6 +13,7 @@ from liploc_ros.training.data import EpochSampler, PairDataset, random_split
 from liploc_ros.training.pictures import (
     CachedPictures,
     LazyPictures,
+    cache_many,
     cache_pictures,
     camera_picture,
     coarse_dropout,
@@ -184,6 +185,41 @@ def test_cache_round_trip_and_reuse(drive, tmp_path):
     (cached.folder / "lidar.u8").write_bytes(b"short")
     with pytest.raises(DatasetError, match=r"lidar\.u8"):
         CachedPictures(cached.folder)
+
+
+def test_cache_many_renders_every_source_in_one_pool_in_order(drive, tmp_path):
+    other = make_drive(4, 1, 5)
+    first = cache_pictures("synthetic:3:0:6", drive, PRE, tmp_path, progress=False)
+    stamp = (first.folder / "camera.u8").stat().st_mtime_ns
+    entries = [("synthetic:4:1:5", other), ("synthetic:3:0:6", drive)]
+    got = cache_many(entries, PRE, tmp_path, workers=2, progress=False)
+    assert [len(g) for g in got] == [5, 6]
+    assert got[1].folder == first.folder  # already there: reused, not rewritten
+    assert (first.folder / "camera.u8").stat().st_mtime_ns == stamp
+    lazy = LazyPictures(other, PRE)
+    for i in range(5):
+        for a, b in zip(got[0].pair(i), lazy.pair(i), strict=True):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(got[0].poses, other.poses)
+
+
+def test_cache_many_keeps_finished_entries_and_no_half_one(drive, tmp_path):
+    broken = make_drive(4, 1, 5)
+    readable = broken.frame
+
+    def frame(index, **kw):
+        if index == 3:
+            raise DatasetError(f"frame {index} is unreadable")
+        return readable(index, **kw)
+
+    broken.frame = frame
+    entries = [("synthetic:3:0:6", drive), ("synthetic:4:1:5", broken)]
+    with pytest.raises(DatasetError, match="frame 3 is unreadable"):
+        cache_many(entries, PRE, tmp_path, workers=0, progress=False)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 1  # the first entry, whole; nothing of the second
+    assert not left[0].startswith(".")
+    assert len(CachedPictures(tmp_path / left[0])) == 6
 
 
 def test_config_overrides_and_unknown_keys(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import numpy as np
@@ -20,6 +21,8 @@ from liploc_ros.training.pictures import cache_pictures
 from liploc_ros.training.sources import open_source
 from liploc_ros.training.train import param_groups, train, train_step
 
+# (the package exports a function of the same name)
+train_module = importlib.import_module("liploc_ros.training.train")
 TRAIN_SPEC, MAP_SPEC, QUERY_SPEC = "synthetic:21:0:20", "synthetic:22:0:10", "synthetic:22:1:10"
 
 
@@ -113,12 +116,33 @@ def test_train_writes_model_state_config_logs_and_recall(cache_dir, tmp_path):
     assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_resume_reproduces_an_uninterrupted_run(cache_dir, tmp_path):
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"optim": {"scheduler": "cosine", "warmup_epochs": 0.5}, "train": {"channels_last": True}},
+    ],
+    ids=["plateau", "cosine-channels-last"],
+)
+def test_resume_reproduces_an_uninterrupted_run(cache_dir, tmp_path, variant, monkeypatch):
     # augmentation and dropout on, so that random state matters
-    straight = train(_config(tmp_path / "a", cache_dir))
-    first = train(_config(tmp_path / "b", cache_dir, train={"epochs": 1}))
-    assert first.epochs_done == 1
-    resumed = train(_config(tmp_path / "b", cache_dir), resume=tmp_path / "b" / "run")
+    optim, run = variant.get("optim", {}), variant.get("train", {})
+    straight = train(_config(tmp_path / "a", cache_dir, optim=optim, train=run))
+    run_epoch = train_module._Trainer.run_epoch
+
+    def stopped_in_epoch_2(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return run_epoch(self, epoch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module._Trainer, "run_epoch", stopped_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            train(_config(tmp_path / "b", cache_dir, optim=optim, train=run))
+    assert read_training_meta(tmp_path / "b" / "run" / "last.ckpt.safetensors")["epoch"] == 1
+    resumed = train(
+        _config(tmp_path / "b", cache_dir, optim=optim, train=run), resume=tmp_path / "b" / "run"
+    )
     assert resumed.epochs_done == 2
     a = load_file(str(tmp_path / "a" / "run" / "last.ckpt.safetensors"))
     b = load_file(str(tmp_path / "b" / "run" / "last.ckpt.safetensors"))
@@ -134,6 +158,8 @@ def test_resume_reproduces_an_uninterrupted_run(cache_dir, tmp_path):
     assert ma["scheduler"] == mb["scheduler"]
     assert ma["optimizer"] == mb["optimizer"]
     assert straight.best_val_loss == resumed.best_val_loss
+    if optim.get("scheduler") == "cosine":  # decayed to 0 by the last step
+        assert [h["lr"]["heads"] for h in ma["history"]][-1] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_pretrained_weights_fail_clearly_or_fall_back_with_a_warning(monkeypatch, caplog):

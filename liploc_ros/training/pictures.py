@@ -9,9 +9,10 @@ arithmetic), so a model trained here sees the inputs the Embedder will feed it.
 
 A :class:`PictureSet` is a drive's pairs with their poses; :class:`LazyPictures` renders
 them on demand from an indexed source, :class:`CachedPictures` reads them from a cache
-folder written once by :func:`cache_pictures` (raw uint8 files plus a JSON index, no
-pickle), which matters for sources that are slow to decode or render (synthetic towns) and
-for bags, which cannot be read at random.
+folder written once by :func:`cache_many` (raw uint8 files plus a JSON index, no pickle;
+every missing source rendered by one pool of worker processes), which matters for sources
+that are slow to decode or render (synthetic towns) and for bags, which cannot be read at
+random.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -304,44 +304,88 @@ def _safe_name(name: str) -> str:
 
 
 class _RenderItems:
-    """(index, camera picture, LiDAR picture) of an indexed source, for DataLoader workers."""
+    """(entry, index, camera picture, LiDAR picture) over the frames of several indexed
+    sources in a row, so that one pool of DataLoader workers renders them all (a pool per
+    source costs its start-up and its idle tail once per source)."""
 
-    def __init__(self, source: IndexedSource, pre: PreprocessConfig) -> None:
-        self.pictures = LazyPictures(source, pre)
+    def __init__(self, sources: list[IndexedSource], pre: PreprocessConfig) -> None:
+        self.pictures = [LazyPictures(source, pre) for source in sources]
+        self.ends = np.cumsum([len(p) for p in self.pictures])
 
     def __len__(self) -> int:
-        return len(self.pictures)
+        return int(self.ends[-1]) if len(self.ends) else 0
 
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray, np.ndarray]:
-        cam, lid = self.pictures.pair(index)
-        return index, cam, lid
+    def __getitem__(self, item: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+        entry = int(np.searchsorted(self.ends, item, side="right"))
+        index = item - (int(self.ends[entry - 1]) if entry else 0)
+        cam, lid = self.pictures[entry].pair(index)
+        return entry, index, cam, lid
 
 
 def _as_is(item: Any) -> Any:
     return item
 
 
-def _iter_pairs(
-    source: FrameSource, pre: PreprocessConfig, workers: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """(camera, LiDAR, pose-or-None) in frame order, rendered in ``workers`` processes where
-    the source allows random access."""
-    if isinstance(source, IndexedSource):
-        import torch.utils.data
+class _EntryWriter:
+    """One cache entry being written into a temporary folder, renamed into place only when
+    complete, so that an interrupted run leaves no half entry behind."""
 
-        all_poses = source.poses
-        loader = torch.utils.data.DataLoader(
-            _RenderItems(source, pre),
-            batch_size=None,
-            num_workers=workers,
-            collate_fn=_as_is,
-        )
-        for index, cam, lid in loader:
-            yield cam, lid, None if all_poses is None else all_poses[index]
-        return
-    for frame in source.iter_frames():
-        cam, lid = frame_pictures(frame, pre, source.name)
-        yield cam, lid, frame.pose
+    def __init__(self, spec: str, source: FrameSource, pre: PreprocessConfig, folder: Path):
+        self.spec, self.source, self.pre, self.folder = spec, source, pre, folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        self.cam_file = (self.tmp / "camera.u8").open("wb")
+        self.lid_file = (self.tmp / "lidar.u8").open("wb")
+        self.poses: list[np.ndarray] = []
+        self.has_pose = False
+
+    def add(self, cam: np.ndarray, lid: np.ndarray, pose: np.ndarray | None) -> None:
+        self.cam_file.write(np.ascontiguousarray(cam, np.uint8).tobytes())
+        self.lid_file.write(np.ascontiguousarray(lid, np.uint8).tobytes())
+        self.has_pose |= pose is not None
+        self.poses.append(np.full((4, 4), np.nan) if pose is None else np.asarray(pose))
+
+    def finish(self) -> CachedPictures:
+        self.cam_file.close()
+        self.lid_file.close()
+        count, name = len(self.poses), self.source.name
+        if count == 0:
+            raise DatasetError(f"{name}: no frames to cache")
+        if self.has_pose:
+            poses = np.stack(self.poses).astype(np.float64)
+            np.save(self.tmp / "poses.npy", poses, allow_pickle=False)
+        file_poses = source_file_poses(self.source)
+        if file_poses is not None:
+            np.save(self.tmp / "file_poses.npy", file_poses, allow_pickle=False)
+        meta: dict[str, Any] = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "name": name,
+            "spec": self.spec,
+            "count": count,
+            "camera_size": self.pre.camera.image_size,
+            "lidar_size": self.pre.lidar_image_size,
+            "preprocess": to_dict(self.pre),
+        }
+        write_text_atomic(self.tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
+        try:
+            os.replace(self.tmp, self.folder)
+        except OSError:
+            # Another process finished the same entry first: keep theirs.
+            if not (self.folder / "meta.json").is_file():
+                raise
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return CachedPictures(self.folder)
+
+    def abort(self) -> None:
+        self.cam_file.close()
+        self.lid_file.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def cache_folder(spec: str, source: FrameSource, pre: PreprocessConfig, root: Path) -> Path:
+    """Where the cache entry of ``source`` lives under ``root``."""
+    return Path(root) / f"{_safe_name(source.name)}-{cache_key(spec, source, pre)}"
 
 
 def cache_pictures(
@@ -353,58 +397,84 @@ def cache_pictures(
     workers: int = 0,
     progress: bool = True,
 ) -> CachedPictures:
-    """The cache entry of ``source`` under ``cache_root``, written first if missing.
+    """The cache entry of ``source`` under ``cache_root``, written first if missing."""
+    return cache_many([(spec, source)], pre, cache_root, workers=workers, progress=progress)[0]
 
-    The entry is written into a temporary folder and renamed into place only when complete,
-    so an interrupted run leaves no half cache behind (a later run starts it again).
-    """
+
+def cache_many(
+    entries: list[tuple[str, FrameSource]],
+    pre: PreprocessConfig,
+    cache_root: str | Path,
+    *,
+    workers: int = 0,
+    progress: bool = True,
+) -> list[CachedPictures]:
+    """The cache entries of ``(spec, source)`` pairs, in order; the missing ones are written,
+    those of indexed sources all through one pool of ``workers`` rendering processes, and
+    streaming sources (bags) one after another in this process."""
+    for _, source in entries:
+        if isinstance(source, IndexedSource) and len(source) == 0:
+            raise DatasetError(f"{source.name}: no frames to cache")
+    folders = [cache_folder(spec, source, pre, Path(cache_root)) for spec, source in entries]
+    missing = [i for i, folder in enumerate(folders) if not (folder / "meta.json").is_file()]
+    indexed = [i for i in missing if isinstance(entries[i][1], IndexedSource)]
+    for i in missing:
+        if i not in indexed:
+            _cache_stream(*entries[i], pre, folders[i], progress)
+    if indexed:
+        _cache_indexed([entries[i] for i in indexed], [folders[i] for i in indexed], pre,
+                       workers=workers, progress=progress)  # fmt: skip
+    return [CachedPictures(folder) for folder in folders]
+
+
+def _cache_stream(
+    spec: str, source: FrameSource, pre: PreprocessConfig, folder: Path, progress: bool
+) -> None:
     from tqdm import tqdm
 
-    cache_root = Path(cache_root)
-    folder = cache_root / f"{_safe_name(source.name)}-{cache_key(spec, source, pre)}"
-    if (folder / "meta.json").is_file():
-        return CachedPictures(folder)
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache_root))
+    writer = _EntryWriter(spec, source, pre, folder)
     try:
-        count, poses, has_pose = 0, [], False
-        total = len(source) if isinstance(source, IndexedSource) else None
-        bar = tqdm(total=total, desc=f"caching {source.name}", unit="frame", disable=not progress)
-        with (tmp / "camera.u8").open("wb") as cam_file, (tmp / "lidar.u8").open("wb") as lid_file:
-            for cam, lid, pose in _iter_pairs(source, pre, workers):
-                cam_file.write(np.ascontiguousarray(cam, np.uint8).tobytes())
-                lid_file.write(np.ascontiguousarray(lid, np.uint8).tobytes())
-                has_pose |= pose is not None
-                poses.append(np.full((4, 4), np.nan) if pose is None else np.asarray(pose))
-                count += 1
-                bar.update(1)
-        bar.close()
-        if count == 0:
-            raise DatasetError(f"{source.name}: no frames to cache")
-        if has_pose:
-            np.save(tmp / "poses.npy", np.stack(poses).astype(np.float64), allow_pickle=False)
-        file_poses = source_file_poses(source)
-        if file_poses is not None:
-            np.save(tmp / "file_poses.npy", file_poses, allow_pickle=False)
-        meta: dict[str, Any] = {
-            "format": CACHE_FORMAT,
-            "version": CACHE_VERSION,
-            "name": source.name,
-            "spec": spec,
-            "count": count,
-            "camera_size": pre.camera.image_size,
-            "lidar_size": pre.lidar_image_size,
-            "preprocess": to_dict(pre),
-        }
-        write_text_atomic(tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            # Another process finished the same entry first: keep theirs.
-            if not (folder / "meta.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        for frame in tqdm(source.iter_frames(), desc=f"caching {source.name}", unit="frame",
+                          disable=not progress):  # fmt: skip
+            writer.add(*frame_pictures(frame, pre, source.name), frame.pose)
+        writer.finish()
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        writer.abort()
         raise
-    return CachedPictures(folder)
+
+
+def _cache_indexed(
+    entries: list[tuple[str, FrameSource]],
+    folders: list[Path],
+    pre: PreprocessConfig,
+    *,
+    workers: int,
+    progress: bool,
+) -> None:
+    import torch.utils.data
+    from tqdm import tqdm
+
+    sources = [source for _, source in entries]
+    items = _RenderItems(sources, pre)  # type: ignore[arg-type]
+    poses = [source.poses for source in sources]
+    loader = torch.utils.data.DataLoader(
+        items, batch_size=None, num_workers=workers, collate_fn=_as_is
+    )
+    what = sources[0].name if len(sources) == 1 else f"{len(sources)} sources"
+    bar = tqdm(total=len(items), desc=f"caching {what}", unit="frame", disable=not progress)
+    writer: _EntryWriter | None = None
+    try:
+        for entry, index, cam, lid in loader:  # in order: entry by entry, frame by frame
+            if writer is None:
+                writer = _EntryWriter(*entries[entry], pre, folders[entry])
+            writer.add(cam, lid, None if poses[entry] is None else poses[entry][index])
+            if index + 1 == len(sources[entry]):
+                writer.finish()
+                writer = None
+            bar.update(1)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        bar.close()

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from liploc_ros.config import to_dict
-from liploc_ros.datasets.base import IndexedSource
+from liploc_ros.datasets.base import FrameSource, IndexedSource
 from liploc_ros.device import resolve_device
 from liploc_ros.errors import CheckpointError, ConfigError, DeviceError
 from liploc_ros.io_utils import write_text_atomic
@@ -52,9 +52,10 @@ from liploc_ros.training.pictures import (
     LazyPictures,
     PictureSet,
     StridedSource,
-    cache_pictures,
+    cache_many,
 )
 from liploc_ros.training.plots import save_training_curves
+from liploc_ros.training.schedule import LrSchedule
 from liploc_ros.training.sources import open_source
 
 log = logging.getLogger(__name__)
@@ -147,30 +148,30 @@ def open_picture_sets(
     """One picture set per spec: cached (built by the first process of each machine while the
     others wait) or rendered lazily; ``frame_step`` keeps every n-th frame of indexed
     sources."""
-    sets: list[PictureSet] = []
+    sources: list[FrameSource] = []
     for spec in specs:
         source = open_source(spec)
         if frame_step > 1 and isinstance(source, IndexedSource):
             # (the cache key covers the stride: it hashes the frames' stamps)
             source = StridedSource(source, frame_step)
-        use_cache = config.data.cache or not isinstance(source, IndexedSource)
-        if not use_cache:
-            sets.append(LazyPictures(source, pre))
-            continue
+        sources.append(source)
+    use_cache = [config.data.cache or not isinstance(s, IndexedSource) for s in sources]
+    to_cache = [(spec, s) for spec, s, c in zip(specs, sources, use_cache, strict=True) if c]
+    written: list[PictureSet] = []
+    if to_cache:
         if info.local_rank != 0:
             ddp.barrier(info)
-        pictures = cache_pictures(
-            spec,
-            source,
-            pre,
-            cache_root,
-            workers=config.data.num_workers,
+        written = list(cache_many(
+            to_cache, pre, cache_root, workers=config.data.num_workers,
             progress=config.progress and info.local_rank == 0,
-        )
+        ))  # fmt: skip
         if info.local_rank == 0:
             ddp.barrier(info)
-        sets.append(pictures)
-    return sets
+    cached = iter(written)
+    return [
+        next(cached) if c else LazyPictures(s, pre)
+        for s, c in zip(sources, use_cache, strict=True)
+    ]
 
 
 def _loader(
@@ -260,6 +261,9 @@ class _Trainer:
             torch.cuda.set_device(requested)
         self.device = requested
         self.precision = training_precision(self.device, config.train.precision)
+        self.layout = (
+            torch.channels_last if config.train.channels_last else torch.contiguous_format
+        )
         if config.train.threads > 0:
             torch.set_num_threads(config.train.threads)
         self.pre = config.preprocess.preprocess_config()
@@ -304,11 +308,12 @@ class _Trainer:
             self.val_loader = _loader(
                 self.val_set, sampler, c.train.batch_size, c, self.device, drop_last=False
             )
-        self.eval_sets: list[tuple[PictureSet, PictureSet | None]] = []
-        for entry in c.data.eval:
-            specs = [entry.map] + ([entry.queries] if entry.queries else [])
-            opened = open_picture_sets(specs, self.pre, c, self.info, cache_root)
-            self.eval_sets.append((opened[0], opened[1] if len(opened) > 1 else None))
+        # (all evaluation drives in one call: one rendering pool for them all)
+        specs = [spec for e in c.data.eval for spec in (e.map, e.queries) if spec is not None]
+        opened = iter(open_picture_sets(specs, self.pre, c, self.info, cache_root))
+        self.eval_sets: list[tuple[PictureSet, PictureSet | None]] = [
+            (next(opened), next(opened) if e.queries is not None else None) for e in c.data.eval
+        ]
         log.info(
             "data: %d sources, %d training and %d validation pairs, %d evaluation set(s)",
             len(self.sets), len(split.train), len(split.val), len(self.eval_sets),
@@ -319,14 +324,15 @@ class _Trainer:
         c = self.config
         torch.manual_seed(c.train.seed)
         self.model = build_model(c, self.pre, resuming=self.resume is not None).to(self.device)
+        if c.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = make_loss(
             c.loss.name, temperature=c.loss.temperature, learnable=c.loss.learnable_temperature
         ).to(self.device)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, self.loss_fn, c))
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min", factor=c.optim.plateau_factor,
-            patience=c.optim.plateau_patience,
-        )  # fmt: skip
+        self.scheduler = LrSchedule(
+            self.optimizer, c.optim, epochs=c.train.epochs, steps=len(self.train_loader)
+        )
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.precision == "fp16" and self.device.type == "cuda"
         )
@@ -362,13 +368,14 @@ class _Trainer:
         for batch in bar:
             value = train_step(
                 self.net, self.loss_fn, self.optimizer, self.scaler,
-                batch["camera"].to(self.device, non_blocking=True),
-                batch["lidar"].to(self.device, non_blocking=True),
+                batch["camera"].to(self.device, non_blocking=True, memory_format=self.layout),
+                batch["lidar"].to(self.device, non_blocking=True, memory_format=self.layout),
                 self.info, device=self.device, precision=self.precision,
                 grad_clip=c.optim.grad_clip,
             )  # fmt: skip
             if not math.isfinite(value):
                 raise ConfigError(f"epoch {epoch + 1}: the training loss became {value}")
+            self.scheduler.after_step()
             total += value
             count += 1
             self.global_step += 1
@@ -385,8 +392,8 @@ class _Trainer:
         self.loss_fn.eval()
         total, weight = 0.0, 0
         for batch in self.val_loader:
-            camera = batch["camera"].to(self.device, non_blocking=True)
-            lidar = batch["lidar"].to(self.device, non_blocking=True)
+            camera = batch["camera"].to(self.device, non_blocking=True, memory_format=self.layout)
+            lidar = batch["lidar"].to(self.device, non_blocking=True, memory_format=self.layout)
             with torch.autocast(
                 device_type=self.device.type, dtype=_AUTOCAST.get(self.precision),
                 enabled=self.precision in _AUTOCAST,
@@ -399,7 +406,7 @@ class _Trainer:
         return total / max(weight, 1)
 
     def _encoders(self):
-        device, precision = self.device, self.precision
+        device, precision, layout = self.device, self.precision, self.layout
 
         def wrap(fn):
             def encode(batch: torch.Tensor) -> np.ndarray:
@@ -407,7 +414,7 @@ class _Trainer:
                     device_type=device.type, dtype=_AUTOCAST.get(precision),
                     enabled=precision in _AUTOCAST,
                 ):  # fmt: skip
-                    return fn(batch.to(device)).float().cpu().numpy()
+                    return fn(batch.to(device, memory_format=layout)).float().cpu().numpy()
 
             return encode
 
@@ -480,7 +487,7 @@ class _Trainer:
                 train_loss = self.run_epoch(epoch)
                 val_loss = self.validate()
                 monitored = val_loss if val_loss is not None else train_loss
-                self.scheduler.step(monitored)
+                self.scheduler.after_epoch(monitored)
                 recalls: dict[str, float] = {}
                 last = epoch + 1 == c.train.epochs
                 if c.eval.every > 0 and ((epoch + 1) % c.eval.every == 0 or last):
