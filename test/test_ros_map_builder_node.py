@@ -146,6 +146,10 @@ def _node_params(tiny_model: Path, map_path: Path, **extra) -> dict:
         "map_path": map_path,
         "use_tf": False,
         "reliability": "reliable",  # the test must lose no scan
+        # ... so the whole drive fits the subscription's history: on a loaded machine the
+        # node may take a burst of clouds slower than they come, and KEEP_LAST 10 (the
+        # shipped depth) would then drop the oldest before the callback sees them
+        "queue_depth": FRAMES + 5,
         "pose_timeout": 15.0,  # a loaded CI machine may deliver a pose seconds after its scan
         "build.keyframe_distance": KEYFRAME_DISTANCE,
         "build.batch_size": BATCH,
