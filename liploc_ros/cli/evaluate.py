@@ -87,7 +87,7 @@ def _pictures(spec: str, pre, cache_dir: Path | None, workers: int, progress: bo
     from liploc_ros.training.pictures import LazyPictures, cache_pictures
     from liploc_ros.training.sources import open_source
 
-    source = open_source(spec)
+    source = open_source(spec, pre)
     if cache_dir is None and isinstance(source, IndexedSource):
         return LazyPictures(source, pre)
     root = cache_dir if cache_dir is not None else Path(tmp)

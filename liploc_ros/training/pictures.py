@@ -39,7 +39,8 @@ from liploc_ros.preprocess.range_image import project_range, range_to_uint8
 from liploc_ros.training.config import AugmentSection
 
 CACHE_FORMAT = "liploc_ros.training.pictures"
-CACHE_VERSION = 1
+#: 2: synthetic scans draw their noise per ray of the whole scan (other pictures than 1)
+CACHE_VERSION = 2
 
 
 # -- pictures and inputs ------------------------------------------------------------------

@@ -150,7 +150,7 @@ def open_picture_sets(
     sources."""
     sources: list[FrameSource] = []
     for spec in specs:
-        source = open_source(spec)
+        source = open_source(spec, pre)
         if frame_step > 1 and isinstance(source, IndexedSource):
             # (the cache key covers the stride: it hashes the frames' stamps)
             source = StridedSource(source, frame_step)

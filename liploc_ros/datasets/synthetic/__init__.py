@@ -13,7 +13,7 @@ place share the structure a cross-modal model can learn.
 from liploc_ros.datasets.synthetic.camera import CameraRender, PinholeCamera
 from liploc_ros.datasets.synthetic.config import RigConfig, TownConfig, TraversalConfig
 from liploc_ros.datasets.synthetic.drive import SyntheticDrive, make_drive, rig_calibration
-from liploc_ros.datasets.synthetic.lidar import LidarModel, LidarRender
+from liploc_ros.datasets.synthetic.lidar import LidarModel, LidarRender, ScanWindow
 from liploc_ros.datasets.synthetic.materials import Material
 from liploc_ros.datasets.synthetic.town import Town, make_town
 from liploc_ros.datasets.synthetic.traversals import default_traversal
@@ -25,6 +25,7 @@ __all__ = [
     "Material",
     "PinholeCamera",
     "RigConfig",
+    "ScanWindow",
     "SyntheticDrive",
     "Town",
     "TownConfig",

@@ -14,7 +14,7 @@ import numpy as np
 from liploc_ros.datasets.base import Calibration, Frame, IndexedSource
 from liploc_ros.datasets.synthetic.camera import CameraRender, PinholeCamera, render_camera
 from liploc_ros.datasets.synthetic.config import RigConfig, TownConfig, TraversalConfig
-from liploc_ros.datasets.synthetic.lidar import LidarModel, LidarRender, render_lidar
+from liploc_ros.datasets.synthetic.lidar import LidarModel, LidarRender, ScanWindow, render_lidar
 from liploc_ros.datasets.synthetic.lighting import Light
 from liploc_ros.datasets.synthetic.seeding import SALT_CAMERA, SALT_LIDAR, rng
 from liploc_ros.datasets.synthetic.town import Town, make_town
@@ -38,7 +38,8 @@ def rig_calibration(rig: RigConfig) -> Calibration:
 
 
 class SyntheticDrive(IndexedSource):
-    """``frames`` frames of one traversal of ``town`` seen by ``rig``."""
+    """``frames`` frames of one traversal of ``town`` seen by ``rig``; with ``lidar_window``,
+    scans hold only the points of that window (the full scan's points there, no others)."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class SyntheticDrive(IndexedSource):
         traversal: int | TraversalConfig = 0,
         frames: int = 300,
         rig: RigConfig | None = None,
+        lidar_window: ScanWindow | None = None,
     ) -> None:
         if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
             raise ConfigError(f"a synthetic drive needs frames >= 1, got {frames!r}")
@@ -65,7 +67,7 @@ class SyntheticDrive(IndexedSource):
         #: every object this traversal sees (static ones and its own parked cars)
         self.scene = town.scene(traversal.index, traversal.parked_car_change)
         self.camera = PinholeCamera(self.rig)
-        self.lidar = LidarModel(self.rig)
+        self.lidar = LidarModel(self.rig, lidar_window)
         self.light = Light.of(traversal)
         self.calibration = rig_calibration(self.rig)
 
@@ -146,6 +148,7 @@ def make_drive(
     frames: int = 300,
     *,
     rig: RigConfig | None = None,
+    lidar_window: ScanWindow | None = None,
     **town_options: object,
 ) -> SyntheticDrive:
     """Traversal ``traversal`` of town ``seed``; ``town_options`` are other TownConfig fields."""
@@ -156,4 +159,4 @@ def make_drive(
             f"unknown town option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
         )
     town = make_town(TownConfig(seed=seed, **town_options))  # type: ignore[arg-type]
-    return SyntheticDrive(town, traversal, frames, rig)
+    return SyntheticDrive(town, traversal, frames, rig, lidar_window)
