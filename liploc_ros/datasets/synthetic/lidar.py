@@ -33,7 +33,7 @@ FOLIAGE_NOISE = 0.08
 #: with its beam's only to float32 rounding
 ANGLE_MARGIN = 1e-3
 #: returns this far (m) beyond a window's range are still cast, so range noise cannot
-#: carry a return across the limit unseen (50 sigma of the default noise)
+#: carry a return across the limit unseen (50 sigma of the default noise, 10 in foliage)
 RANGE_MARGIN = 1.0
 
 
