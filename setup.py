@@ -34,6 +34,11 @@ ros_wheels = [
     "ros-jazzy-diagnostic-msgs",
 ]
 
+# Optional inference backends (liploc_ros.model.backends) and exporters (liploc export).
+# ONNX Runtime on CUDA: install onnxruntime-gpu instead of onnxruntime.
+openvino_wheels = ["openvino>=2024.4"]
+onnx_wheels = ["onnxruntime>=1.18", "onnx>=1.16", "onnxscript>=0.2"]
+
 setup(
     name=package_name,
     version="0.1.0",
@@ -49,7 +54,10 @@ setup(
     extras_require={
         "ros": ros_wheels,
         "tensorboard": ["tensorboard>=2.12"],
-        "dev": ["pytest>=7", "ruff>=0.6", "tensorboard>=2.12"],
+        "openvino": openvino_wheels,
+        "onnx": onnx_wheels,
+        # the backends too (about 300 MB, 10 s to install), so that their tests run in CI
+        "dev": ["pytest>=7", "ruff>=0.6", "tensorboard>=2.12", *openvino_wheels, *onnx_wheels],
     },
     python_requires=">=3.10",
     zip_safe=True,

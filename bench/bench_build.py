@@ -12,8 +12,14 @@ file I/O (from the page cache: the files were just written). For each model, in 
 Each figure is the best of ``--repeats`` runs, the variants interleaved. Goal: builder /
 encoder >= 0.9 (preprocessing and I/O hidden behind encoding).
 
+``--backend`` / ``--precision`` choose the inference runtime and precision (auto: bf16 on a
+CPU with bf16 units); unless that is torch fp32, each model is also measured with torch fp32
+in the same run and the builders' scans/s ratio is printed (issue 14's goal with
+liploc-vit-s16: >= 2x).
+
     .venv/bin/python bench/bench_build.py [--frames 128] [--batch-size 32] [--workers 2]
         [--models liploc-tiny:96 liploc-vit-s16:224] [--threads N] [--device auto]
+        [--backend torch|openvino|onnxruntime] [--precision auto|fp32|bf16] [--no-baseline]
 """
 
 from __future__ import annotations
@@ -63,12 +69,19 @@ def kitti_drive(root: Path | None, frames: int) -> tuple[KittiOdometry, Callable
     return KittiOdometry(root, "00"), (tmp.cleanup if tmp is not None else lambda: None)
 
 
-def measure(spec: str, source: KittiOdometry, args: argparse.Namespace) -> dict[str, float]:
+def measure(
+    spec: str,
+    source: KittiOdometry,
+    args: argparse.Namespace,
+    backend: str,
+    precision: str,
+) -> tuple[dict[str, float], Embedder]:
     """Best-of-``repeats`` scans/s of the encoder alone, the builder with and without
-    overlap, and reading + preprocessing alone, interleaved."""
+    overlap, and reading + preprocessing alone, interleaved; and the Embedder used."""
     n = len(source)
     loaded = make_model(spec)
-    embedder = Embedder(loaded, device=args.device, batch_size=args.batch_size)
+    embedder = Embedder(loaded, device=args.device, batch_size=args.batch_size,
+                        precision=precision, backend=backend)  # fmt: skip
     pre = loaded.preprocess
     scans = [f.points for f in source.iter_frames(image=False)]
     inputs = torch.from_numpy(np.stack([lidar_input(p, pre) for p in scans]))
@@ -99,7 +112,18 @@ def measure(spec: str, source: KittiOdometry, args: argparse.Namespace) -> dict[
     for _ in range(args.repeats):
         for key, fn in runs.items():
             best[key] = min(best[key], timed(fn))
-    return {key: n / seconds for key, seconds in best.items()}
+    return {key: n / seconds for key, seconds in best.items()}, embedder
+
+
+def report(spec: str, rate: dict[str, float], runtime: str, cpus: int) -> None:
+    """One table row: scans/s of encoder, builder, ratio, no-overlap, read+prep, bound."""
+    name, _, size = spec.partition(":")
+    # If the encoder keeps every core busy, reading and preprocessing can only use the
+    # time they free: at best t_encoder + t_read_prep / cpus.
+    bound = (1 / rate["encoder"]) / (1 / rate["encoder"] + 1 / rate["read_prep"] / cpus)
+    print(f"{name:16s} {size:>4s} {rate['encoder']:9.1f} {rate['builder']:9.1f} "
+          f"{rate['builder'] / rate['encoder']:6.2f} {rate['no_overlap']:10.1f} "
+          f"{rate['read_prep']:9.1f} {bound:6.2f}   {runtime}", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -112,6 +136,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16")
+    parser.add_argument("--backend", default="torch", help="torch, openvino, onnxruntime")
+    parser.add_argument("--no-baseline", action="store_true", help="no torch fp32 rows")
     parser.add_argument("--data", type=Path, help="reuse/keep the KITTI folder here")
     args = parser.parse_args()
     if args.threads:
@@ -126,14 +153,14 @@ def main() -> None:
           f"{'no-overlap':>10s} {'read+prep':>9s} {'bound':>6s}   (scans/s)")  # fmt: skip
     cpus = os.cpu_count() or 1
     for spec in args.models:
-        rate = measure(spec, source, args)
-        name, _, size = spec.partition(":")
-        # If the encoder keeps every core busy, reading and preprocessing can only use the
-        # time they free: at best t_encoder + t_read_prep / cpus.
-        bound = (1 / rate["encoder"]) / (1 / rate["encoder"] + 1 / rate["read_prep"] / cpus)
-        print(f"{name:16s} {size:>4s} {rate['encoder']:9.1f} {rate['builder']:9.1f} "
-              f"{rate['builder'] / rate['encoder']:6.2f} {rate['no_overlap']:10.1f} "
-              f"{rate['read_prep']:9.1f} {bound:6.2f}", flush=True)  # fmt: skip
+        rate, embedder = measure(spec, source, args, args.backend, args.precision)
+        report(spec, rate, embedder.describe(), cpus)
+        if args.no_baseline or (embedder.backend, embedder.precision) == ("torch", "fp32"):
+            continue
+        base, reference = measure(spec, source, args, "torch", "fp32")
+        report(spec, base, reference.describe(), cpus)
+        print(f"  {spec}: builder scans/s {embedder.describe()} / torch fp32: "
+              f"{rate['builder'] / base['builder']:.2f}x")  # fmt: skip
     print(
         f"\nratio = builder / encoder (goal >= 0.9); bound = the best ratio possible if the "
         f"encoder alone keeps all {cpus} CPUs busy (CPU only); load average "

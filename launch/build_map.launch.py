@@ -11,8 +11,11 @@ the launch is stopped (Ctrl-C):
 
     ros2 launch liploc_ros build_map.launch.py model:=... map:=... use_sim_time:=true
 
-Arguments left empty keep the parameter file's values; everything else is set in the
-parameter file (`config:=my_map_builder.yaml` for your own copy).
+``model`` defaults to the installed demo model (share/liploc_ros/models/
+liploc_demo.safetensors); a relative model path that does not exist is looked up in
+share/liploc_ros; `model:=''` keeps the parameter file's. Other arguments left empty keep
+the file's values; everything else is set in the parameter file
+(`config:=my_map_builder.yaml` for your own copy).
 """
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
@@ -57,13 +60,19 @@ def generate_launch_description():
     default_config = PathJoinSubstitution(
         [FindPackageShare("liploc_ros"), "config", "map_builder.yaml"]
     )
+    demo_model = PathJoinSubstitution(
+        [FindPackageShare("liploc_ros"), "models", "liploc_demo.safetensors"]
+    )
     return LaunchDescription(
         [
             DeclareLaunchArgument(
                 "bag", default_value="", description="bag to build the map from (offline mode)"
             ),
             DeclareLaunchArgument(
-                "model", default_value="", description="liploc model file (.safetensors)"
+                "model",
+                default_value=demo_model,
+                description="liploc model file (.safetensors or .pth; default: the shipped "
+                "demo model; '': the parameter file's)",
             ),
             DeclareLaunchArgument("map", default_value="", description="map file to write"),
             DeclareLaunchArgument(

@@ -7,9 +7,13 @@ Several cameras: image_topic:=/cam_front/image_raw,/cam_rear/image_raw/compresse
 topic's type, Image or CompressedImage, is learned from its publisher). Replaying a bag with
 `ros2 bag play --clock` (or `liploc play --clock`): add use_sim_time:=true.
 
-Arguments left empty keep the parameter file's values; everything else is set in the
-parameter file (`config:=my_localizer.yaml` for your own copy). Without ROS 2 launch (a
-pip-only install), `liploc run-localizer` starts the same node from the same file.
+``model`` defaults to the installed demo model (share/liploc_ros/models/
+liploc_demo.safetensors); a relative model path that does not exist is looked up in
+share/liploc_ros, so `model:=models/liploc_demo.safetensors` works from any directory;
+`model:=''` keeps the parameter file's. Other arguments left empty keep the file's values;
+everything else is set in the parameter file (`config:=my_localizer.yaml` for your own
+copy). Without ROS 2 launch (a pip-only install), `liploc run-localizer` starts the same
+node from the same file.
 """
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
@@ -58,11 +62,17 @@ def generate_launch_description():
     default_config = PathJoinSubstitution(
         [FindPackageShare("liploc_ros"), "config", "localizer.yaml"]
     )
+    demo_model = PathJoinSubstitution(
+        [FindPackageShare("liploc_ros"), "models", "liploc_demo.safetensors"]
+    )
     return LaunchDescription(
         [
             DeclareLaunchArgument("map", default_value="", description="map database file"),
             DeclareLaunchArgument(
-                "model", default_value="", description="the map's model file (.safetensors)"
+                "model",
+                default_value=demo_model,
+                description="the map's model file (.safetensors or .pth; default: the shipped "
+                "demo model; '': the parameter file's)",
             ),
             DeclareLaunchArgument(
                 "image_topic",

@@ -46,3 +46,11 @@ class DatasetError(LiplocError):
 
 class MapError(LiplocError):
     """A map database is missing, corrupt or inconsistent."""
+
+
+class BackendError(LiplocError):
+    """An inference backend (OpenVINO, ONNX Runtime) cannot convert, load or run a model."""
+
+
+class BackendUnavailableError(BackendError):
+    """An optional inference backend is not installed; the message names the pip extra."""

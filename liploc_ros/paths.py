@@ -35,3 +35,22 @@ def config_file(name: str) -> Path:
 def models_dir() -> Path:
     """The shipped models/ folder."""
     return share_dir() / "models"
+
+
+def resolve_shared_path(path: str | Path) -> Path:
+    """``path`` (``~`` expanded) if it exists or is absolute; else, for a relative path, the
+    same path under :func:`share_dir` (``models/liploc_demo.safetensors``) or under
+    :func:`models_dir` (``liploc_demo.safetensors``) where one exists there.
+
+    So that the README's ``model:=models/liploc_demo.safetensors`` works from any directory
+    once the package is installed; a path found nowhere is returned as given (the caller's
+    "does not exist" names what the user wrote).
+    """
+    given = Path(path).expanduser()
+    if given.exists() or given.is_absolute():
+        return given
+    for base in (share_dir(), models_dir()):
+        candidate = base / given
+        if candidate.exists():
+            return candidate
+    return given

@@ -348,7 +348,7 @@ def test_bad_pth_files_name_the_problem(small_state, tmp_path):
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"GARBAGE!" + os.urandom(2000))
-    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"neither a liploc \.safetensors model nor"):
         load_authors_checkpoint(garbage)
 
     pickle_garbage = tmp_path / "pickle_garbage.pth"
@@ -399,5 +399,5 @@ def test_convert_cli_reports_errors_with_exit_code_1(tmp_path, capsys):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"nothing useful")
     assert main(["convert-checkpoint", str(bad), str(tmp_path / "out.safetensors")]) == 1
-    assert "not a PyTorch checkpoint" in capsys.readouterr().err
+    assert "neither a liploc .safetensors model nor a PyTorch" in capsys.readouterr().err
     assert not (tmp_path / "out.safetensors").exists()

@@ -66,6 +66,31 @@ def test_the_demo_figures_count_what_they_say():
     assert none.as_dict()["median_error_m"] is None
 
 
+def test_the_two_modes_are_scored_alike_over_the_same_frames():
+    from liploc_ros.ros.demo_report import Received, pose_figures, side_by_side, stamp_key
+
+    truth = {stamp_key(t): np.array([10.0 * t, 0.0, 0.0]) for t in range(10)}
+    played = [float(t) for t in range(10)]
+
+    def at(t, x, y):
+        return Received(float(t), np.array([x, y, 0.0]))
+
+    # 8 frames localized; one pose 1 m off at frame 3 (30 m driven), one 30 m off
+    single = pose_figures([at(3, 30, 1), at(4, 40, 30)], truth, played, 8)
+    assert (single.frames, single.poses, single.wrong_fixes) == (8, 2, 1)
+    assert single.fix_ratio == pytest.approx(2 / 8)
+    assert single.fix_precision == pytest.approx(0.5)
+    assert single.median_error_m == pytest.approx(15.5)
+    assert single.first_fix_distance_m == pytest.approx(30.0)
+    none = pose_figures([], truth, played, 8)
+    assert none.fix_ratio == 0.0
+    assert none.as_dict()["median_error_m"] is None
+    lines = side_by_side({"single-frame": single, "sequence (node)": none})
+    assert lines[0].split() == ["single-frame", "sequence", "(node)"]
+    assert lines[1].split()[-2:] == ["0.250", "0.000"]
+    assert lines[4].split()[-3:] == ["15.5", "m", "n/a"]
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_liploc_demo_end_to_end(tmp_path):
@@ -88,7 +113,15 @@ def test_liploc_demo_end_to_end(tmp_path):
     assert 0 < localized <= 20
     assert 0 <= poses <= localized
     assert re.search(r"Recall@1 at 20 m: [01]\.\d{3} over the localized frames \(chance", text)
-    assert re.search(r"poses: fix ratio [01]\.\d{3}", text), text
+    # the node in sequence mode beside the single-frame estimates of the same frames
+    assert re.search(rf"poses over the {localized} frames the node localized", text), text
+    assert re.search(r"\n  fix ratio +[01]\.\d{3} +[01]\.\d{3}\n", text), text
+    assert re.search(r"\n  wrong fixes \(> 20 m\) +\d+ +\d+\n", text), text
+    state = re.search(r"sequence filter at the end: (\w+), tracked share [01]\.\d{3}, (\d+) "
+                      r"frames without odometry \(topic /odom\)", text)  # fmt: skip
+    assert state, text
+    assert state.group(1) in ("initializing", "tracking", "lost")
+    assert int(state.group(2)) <= 1, text  # /odom is played with the images
     assert re.search(
         r"latency \(image published -> the node's answer received\): p50 \d+ ms", text
     )
@@ -100,6 +133,11 @@ def test_liploc_demo_end_to_end(tmp_path):
     assert summary["frames_localized"] == localized
     assert 0 <= summary["recall_at_1"] <= 1
     assert summary["median_top1_error_m"] is not None  # every answer has the bag's truth
+    assert summary["mode"] == "sequence"
+    assert summary["modes"]["sequence (node)"]["poses"] == poses
+    assert summary["modes"]["single-frame"]["frames"] == localized
     assert 0 < summary["chance"] <= 1
-    assert (out / "localizer_node.log").read_text().count("ready:") == 1
+    log = (out / "localizer_node.log").read_text()
+    assert log.count("ready:") == 1
+    assert "sequence mode, odometry: topic /odom" in log
     assert f"figure: {out / 'route.png'}" in text

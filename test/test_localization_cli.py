@@ -70,8 +70,9 @@ def naive_recall(rows, db: MapDatabase, k: int, threshold: float) -> float:
 def test_localize_writes_every_output(data, tmp_path, capsys):
     out = tmp_path / "run"
     spec = f"{SEED}:1:{FRAMES}"
+    # an untrained model: a huge spread keeps the single-frame fixes
     code = localize(data, out, "--synthetic", spec, "--stride", str(STRIDE), "--threshold", "15",
-                    "--max-spread-m", "1000")  # fmt: skip  # an untrained model: keep the fixes
+                    "--max-spread-m", "1000", "--mode", "single")  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "recall" in printed
@@ -85,6 +86,7 @@ def test_localize_writes_every_output(data, tmp_path, capsys):
         "frames.csv",
         "summary.json",
         "route.png",
+        "error_vs_distance.png",
     }
 
     rows = read_rows(out / "frames.csv")
@@ -131,12 +133,13 @@ def test_localize_writes_every_output(data, tmp_path, capsys):
     assert summary["single_frame_latency_ms"]["samples"] == 2
     assert summary["model_fingerprint"] in printed
     assert (out / "route.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "error_vs_distance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_no_fix_frames_are_left_out_of_the_trajectories(data, tmp_path, capsys):
     out = tmp_path / "strict"
     code = localize(data, out, "--synthetic", f"{SEED}:1:{FRAMES}", "--stride", "30",
-                    "--min-score", "1e9", "--no-plot")  # fmt: skip
+                    "--min-score", "1e9", "--no-plot", "--mode", "single")  # fmt: skip
     assert code == 0, capsys.readouterr().err
     rows = read_rows(out / "frames.csv")
     assert len(rows) == 3
@@ -199,3 +202,50 @@ def test_config_file(tmp_path):
     plain.write_text("top_k: 3\n")
     with pytest.raises(ConfigError, match="unknown key"):
         read_config_file(plain)
+
+
+TRACK_KEYS = (
+    "mode", "frames", "fix_ratio", "fix_precision_20m", "fix_precision_5m", "median_error_m",
+    "p95_error_m", "median_yaw_error_deg", "first_fix_distance_m", "recall_at_1",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["sequence", "single"])
+def test_both_modes_write_the_tracking_keys(data, tmp_path, capsys, mode):
+    out = tmp_path / mode
+    code = localize(data, out, "--synthetic", f"{SEED}:1:{FRAMES}", "--mode", mode,
+                    "--no-plot")  # fmt: skip
+    assert code == 0, capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(key in summary for key in TRACK_KEYS), sorted(set(TRACK_KEYS) - set(summary))
+    assert summary["mode"] == mode
+    assert summary["frames"] == FRAMES
+    rows = read_rows(out / "frames.csv")
+    assert summary["recall_at_1"] == pytest.approx(
+        naive_recall(rows, MapDatabase.load(data["map"]), 1, 20.0)
+    )
+    if mode == "sequence":
+        assert summary["odometry"] == "simulated"  # the synthetic drive's drifting odometry
+        assert summary["sequence"]["particles"] > 0
+    else:
+        assert summary["odometry"] is None
+
+
+def test_sequence_mode_without_odometry_says_so(data, tmp_path, monkeypatch):
+    from liploc_ros.datasets.synthetic.drive import SyntheticDrive
+
+    monkeypatch.setattr(SyntheticDrive, "frame", _without_odometry(SyntheticDrive.frame))
+    out = tmp_path / "no_odom"
+    assert localize(data, out, "--synthetic", f"{SEED}:1:{FRAMES}", "--no-plot") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["odometry"] == "none"
+    assert "random walk" in summary["odometry_note"]
+
+
+def _without_odometry(frame):
+    import dataclasses
+
+    def wrapped(self, index, **kw):
+        return dataclasses.replace(frame(self, index, **kw), odometry=None)
+
+    return wrapped

@@ -174,8 +174,8 @@ def _loaded(model) -> LoadedModel:
 
 
 def test_embedder_returns_float32_numpy_matching_the_model(tiny_model):
-    embedder = Embedder(_loaded(tiny_model), device="cpu", precision="auto", batch_size=2)
-    assert embedder.precision == "fp32"
+    embedder = Embedder(_loaded(tiny_model), device="cpu", precision="fp32", batch_size=2)
+    assert (embedder.precision, embedder.backend) == ("fp32", "torch")
     cams = np.random.default_rng(0).standard_normal((5, 3, 64, 64)).astype(np.float32)
     out = embedder.embed_camera(cams)
     assert out.dtype == np.float32

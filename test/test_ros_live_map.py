@@ -315,3 +315,78 @@ def test_warnings_are_rate_limited_per_kind():
         ]
     finally:
         live.close()
+
+
+# -- the worker never dies of a bug ---------------------------------------------------------
+
+
+class _FlakyPoses:
+    """A pose source with a bug: it raises something it should not for one stamp."""
+
+    def __init__(self, bad_stamp: float):
+        self.bad_stamp = bad_stamp
+
+    def lookup(self, frame_id, stamp):
+        if stamp == self.bad_stamp:
+            raise RuntimeError("pose source bug")
+        return _pose(stamp)
+
+
+def test_a_pose_source_bug_costs_one_scan_not_the_worker(tmp_path):
+    warnings: list[str] = []
+    builder = FakeBuilder()
+    live = LiveMapBuilder(builder, _FlakyPoses(2.0), warn=warnings.append)
+    for t in (1.0, 2.0, 3.0):
+        live.submit(POINTS, t, "velo")
+    _wait(lambda: len(builder.added) == 2)
+    assert live.alive
+    result = live.close(save_to=tmp_path / "m.txt", timeout=10)
+    assert [a[0] for a in builder.added] == [1.0, 3.0]
+    assert (result.stats.errors, result.stats.dropped_no_pose) == (1, 1)
+    assert any("RuntimeError: pose source bug" in w for w in warnings)
+
+
+def test_a_warn_function_that_raises_does_not_kill_the_worker(tmp_path, capfd):
+    def broken_warn(text: str) -> None:
+        raise ValueError("Logger severity cannot be changed between calls.")
+
+    poses = PoseBuffer(max_gap=20.0)
+    poses.add(0.0, _pose(0.0))
+    poses.add(10.0, _pose(10.0))
+    builder = FakeBuilder(fail_on=2.0)  # refused: the worker warns through broken_warn
+    live = LiveMapBuilder(builder, poses, warn=broken_warn)
+    for t in (1.0, 2.0, 3.0):
+        live.submit(POINTS, t, "velo")
+    _wait(lambda: len(builder.added) == 2)
+    result = live.close(save_to=tmp_path / "m.txt", timeout=10)
+    assert [a[0] for a in builder.added] == [1.0, 3.0]
+    assert result.stats.dropped_invalid == 1
+    assert "no point in the field of view" in capfd.readouterr().err  # said on stderr
+
+
+class _Boom(BaseException):
+    """Ends the worker thread the way nothing in it catches."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_after_the_worker_died_close_still_saves_what_has_a_pose(tmp_path):
+    poses = PoseBuffer(max_gap=5.0)
+    poses.add(0.0, _pose(0.0))
+    poses.add(4.0, _pose(4.0))
+    builder = FakeBuilder()
+    live = LiveMapBuilder(builder, poses)
+    drain, calls = live._drain, []
+
+    def dying_once(*, final: bool) -> None:
+        calls.append(final)
+        if len(calls) == 1:
+            raise _Boom()
+        drain(final=final)
+
+    live._drain = dying_once
+    for t in (1.0, 2.0):
+        live.submit(POINTS, t, "velo")
+    _wait(lambda: not live.alive)
+    result = live.close(save_to=tmp_path / "m.txt", timeout=10)
+    assert (tmp_path / "m.txt").read_text() == "1 2"
+    assert result.entries == 2

@@ -213,7 +213,7 @@ def test_run_localizer_runs_the_node_from_the_yaml_in_a_namespace(tmp_path):
     make_map_file(tmp_path / "town.lmap", loaded)
     config = yaml.safe_load((ROOT / "config" / "localizer.yaml").read_text())
     params = config["localizer_node"]["ros__parameters"]
-    params.update(publish_odom=True, base_frame="chassis")  # only the file says so
+    params.update(publish_odom=True, base_frame="chassis", mode="single")  # only the file says so
     params["localizer"]["max_spread_m"] = 1000.0
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
     env = ros_environment(211 + os.getpid() % 20)

@@ -58,6 +58,7 @@ def test_30_hz_into_a_10_hz_node_latency_stays_bounded_and_memory_flat(tmp_path,
         "map_path": tmp_path / "map.lmap",
         "device": "cpu",
         "image_topics": [TOPIC],
+        "mode": "single",  # a pose per frame: the latency is measured on poses
         "localizer.max_spread_m": 1e6,
     }
     node = NodeProcess(tmp_path, env, params)

@@ -81,6 +81,7 @@ def _params(model: Path, map_path: Path, **extra) -> dict:
         "model": model,
         "map_path": map_path,
         "device": "cpu",
+        "mode": "single",  # every frame alone (sequence mode: test_ros_localizer_sequence.py)
         "localizer.max_spread_m": 1000.0,  # random embeddings: every frame gets a fix
         "diagnostics_period": 0.5,
         "discovery_period": 0.2,

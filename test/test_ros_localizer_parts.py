@@ -4,6 +4,7 @@ parameters and their YAML file."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 import sys
@@ -304,6 +305,12 @@ def test_the_yaml_file_sets_every_parameter_with_a_comment():
 
     cfg = from_dict(LocalizerNodeConfig, {**params, "model": "m", "map_path": "m"})
     assert cfg.localizer == LocalizerConfig(**read_config_file(path))
+    # the sequence section states the filter's defaults, and liploc localize reads it alike
+    from liploc_ros.cli.localize import sequence_config
+    from liploc_ros.localization.sequence_config import SequenceConfig
+
+    assert cfg.mode == "sequence"
+    assert cfg.sequence == SequenceConfig() == sequence_config(argparse.Namespace(config=path))
 
 
 # -- messages and bad images (need the ROS message packages) --------------------------------

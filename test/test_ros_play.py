@@ -154,6 +154,29 @@ def test_fast_rate_topic_filter_start_offset_and_clock(player_node, graph, bag):
     assert times[-1] == pytest.approx(T0 + 0.5)  # the clock reaches each message's time
 
 
+def test_a_bare_mcap_and_a_folder_of_them_play_like_the_bag(player_node, graph, bag, tmp_path):
+    """kitti2mcap writes one .mcap without metadata.yaml: liploc play takes it as it is."""
+    import shutil
+
+    (storage,) = bag.glob("*.mcap")
+    lone = tmp_path / "converted"
+    lone.mkdir()
+    bare = lone / "drive.mcap"
+    shutil.copyfile(storage, bare)
+    for path in (bare, lone):
+        images = []
+        sub = graph.collect(CompressedImage, IMAGE, images, RELIABLE)
+        with BagPlayer(player_node, path, PlayOptions(rate=4.0, topics=(IMAGE,))) as player:
+            assert player.paths == [bare]
+            assert player.wait_for_subscribers([IMAGE], 20)
+            _wait(lambda s=sub: s.get_publisher_count(), 20, "the subscriber matched")
+            stats = player.play()
+        _wait(lambda i=images: len(i) >= FRAMES, 10, f"every image of {path}")
+        assert _stamps(images) == [round(T0 + 0.1 * i, 6) for i in range(FRAMES)]
+        assert stats.published[IMAGE] == FRAMES
+        graph.node.destroy_subscription(sub)
+
+
 def _write_latched_bag(path: Path) -> Path:
     """A bag with a transient-local /latched topic (recorded so) and a plain /chatter."""
     from rosbags.interfaces import (

@@ -59,7 +59,7 @@ LOSSES = ("authors", "clip")
 
 
 def _worker(rank: int, world: int, init_file: str, out: str) -> None:
-    torch.set_num_threads(1)  # a forked child must not reuse the parent's thread pool
+    torch.set_num_threads(1)  # two workers on a 2-core machine: one thread each
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         camera, lidar = _batch()
@@ -76,10 +76,12 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
 
 
 def test_two_processes_give_the_single_process_loss_and_gradient(tmp_path):
-    # fork, not spawn: a spawned child re-imports torch (many seconds on a busy CI machine)
+    # forkserver: the workers fork from a clean server process that imported torch once,
+    # not from this one, whose autograd engine earlier tests may have started (autograd's
+    # threads do not survive a fork), nor spawn each with a fresh import (slow on CI)
     mp.start_processes(
         _worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True,
-        start_method="fork",
+        start_method="forkserver",
     )  # fmt: skip
     camera, lidar = _batch()
     for loss_name in LOSSES:

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "play": ("play", "publish a ROS 2 bag's topics in real time (no ros2 bag play needed)"),
     "train": ("train", "train a LIP-Loc model"),
     "eval": ("evaluate", "evaluate a model: Recall@K on a sequence or across traversals"),
+    "export": ("export", "write a model's encoders as ONNX (TensorRT) or OpenVINO IR"),
 }
 
 

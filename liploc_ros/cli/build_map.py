@@ -28,6 +28,7 @@ _BUILD_FLAGS = {
     "batch_size": "batch_size",
     "device": "device",
     "precision": "precision",
+    "backend": "backend",
     "dtype": "dtype",
     "index": "index",
     "workers": "workers",
@@ -64,6 +65,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--batch-size", type=int, help="scans encoded together (32)")
     build.add_argument("--device", help="auto, cpu, cuda, cuda:N (auto)")
     build.add_argument("--precision", help="auto, fp32, fp16, bf16 (auto)")
+    build.add_argument("--backend", help="torch, openvino, onnxruntime (torch)")
     build.add_argument("--dtype", choices=("float32", "float16"), help="stored embeddings")
     build.add_argument("--index", help="auto, flat, ivf, hnsw (auto)")
     build.add_argument("--workers", type=int, help="preprocessing threads (2); 0: no overlap")
@@ -187,13 +189,14 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_model_file(args.model, normalize=args.normalize, sensor=args.sensor)
     embedder = Embedder(
-        loaded, device=config.device, precision=config.precision, batch_size=config.batch_size
-    )
+        loaded, device=config.device, precision=config.precision, batch_size=config.batch_size,
+        backend=config.backend,
+    )  # fmt: skip
     source = open_source(spec, **(bag_values if is_bag else {}))
     print(
         f"building a map of {source.name} with {loaded.model_config.name} "
         f"({loaded.fingerprint}, LiDAR {loaded.preprocess.lidar.sensor}, "
-        f"{loaded.preprocess.lidar_image_size} px) on {embedder.device} {embedder.precision}, "
+        f"{loaded.preprocess.lidar_image_size} px) with {embedder.describe()}, "
         f"keyframes every {config.keyframe_distance:g} m"
     )
     checkpoint = None if args.no_checkpoint else checkpoint_path_for(out)

@@ -4,12 +4,15 @@
    twice and written as ROS 2 bags into ``--out``: the mapping traversal and the query
    traversal (another time of day, another lane position).
 2. The map is built from the mapping bag's LiDAR scans (:func:`liploc_ros.mapping.build_map`).
-3. ``localizer_node`` starts as a child process on a ROS domain of its own and the query
-   bag's camera topic is played into it in real time (:mod:`liploc_ros.ros.bag_player`,
-   with /clock and use_sim_time); the node drops frames when it is slower than the camera.
+3. ``localizer_node`` starts as a child process on a ROS domain of its own, in sequence
+   mode, and the query bag's camera topic and its drifting odometry (/odom) are played
+   into it in real time (:mod:`liploc_ros.ros.bag_player`, with /clock and use_sim_time);
+   the node drops frames when it is slower than the camera.
 4. The published poses are matched by stamp to the query bag's ground truth: Recall@1 at
-   20 m, fix ratio, median error, latency percentiles and chance level are printed, the
-   route PNG is written (:mod:`liploc_ros.ros.demo_report`).
+   20 m, latency percentiles and chance level are printed, and the node's poses beside the
+   single-frame estimates of the same frames (recomputed here from the bag's images with
+   the node's ``localizer`` settings): fix ratio, precision, median error, wrong fixes,
+   distance to the first fix. The route PNG is written (:mod:`liploc_ros.ros.demo_report`).
 
 The model is ``--model``, else ``models/liploc_demo.safetensors`` when it is installed,
 else a randomly initialised liploc-tiny, reported as UNTRAINED (its recall is then near
@@ -31,6 +34,7 @@ from liploc_ros.io_utils import write_text_atomic
 DEMO_MODEL = "liploc_demo.safetensors"
 DEFAULT_SEED = 100
 IMAGE_TOPIC = "/kitti/camera_color_left/image_raw"
+ODOM_TOPIC = "/odom"  # the bags' drifting odometry (the truth is on /ground_truth/odom)
 TIME_OFFSET = 1000.0  # s added to the bags' stamps: ROS time 0 means "unset"
 
 
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     short = ("UNTRAINED " if label.startswith("UNTRAINED") else "") + model_path.name
     print(f"model: {label}")
     bags = _render(args, out, progress)
-    map_path, database = _build_map(model_path, bags["map"], args, out, progress)
+    map_path, database, embedder = _build_map(model_path, bags["map"], args, out, progress)
 
     from liploc_ros.ros.demo_report import evaluate_run, read_ground_truth, save_demo_figure
     from liploc_ros.ros.demo_session import LocalizerProcess, play_into_localizer, ros_environment
@@ -108,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         "image_topics": [topic],
         "use_sim_time": True,
         "publish_markers": True,  # the best match of every frame, fix or not: Recall@1
+        "mode": "sequence",
+        "odometry_source": "topic",  # the bag's /odom (tf would need tf2_ros and /tf played)
+        "odom_topic": ODOM_TOPIC,
     }
     from liploc_ros.paths import config_file
 
@@ -120,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
         with LocalizerProcess(
             params, out / "localizer_node.log", env, params_file=config_file("localizer.yaml")
         ) as node:
-            session = play_into_localizer(bags["query"], topic, node, rate=args.rate)
+            session = play_into_localizer(
+                bags["query"], topic, node, rate=args.rate, odometry_topic=ODOM_TOPIC
+            )
     finally:
         for key, value in saved.items():
             if value is None:
@@ -149,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         session.poses,
         title=f"town {args.seed}: query traversal localized by localizer_node ({short})",
     )
+    columns = _compare_modes(bags["query"], session, truth, figures, embedder, database)
     summary = {
         "model": label,
         "seed": args.seed,
@@ -158,9 +168,11 @@ def run(args: argparse.Namespace) -> int:
         "node_diagnostics": session.diagnostics,
         **summary_extra,
         **figures.as_dict(),
+        "mode": "sequence",
+        "modes": {name: column.as_dict() for name, column in columns.items()},
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _print_figures(figures, session, live_s)
+    _print_figures(figures, session, live_s, columns)
     print(f"figure: {png}")
     print(f"summary: {out / 'summary.json'}")
     print(f"done in {time.perf_counter() - clock:.1f} s")
@@ -210,6 +222,7 @@ def _render(args: argparse.Namespace, out: Path, progress: bool) -> dict[str, Pa
         "frames": args.frames,
         "encoding": args.image_encoding,
         "time_offset": TIME_OFFSET,
+        "odometry": "simulated",  # bags without /odom (older runs) are rendered again
     }
     if manifest.is_file() and all((p / "metadata.yaml").is_file() for p in bags.values()):
         try:
@@ -252,7 +265,51 @@ def _build_map(model: Path, bag: Path, args: argparse.Namespace, out: Path, prog
         f"map: {len(database)} entries from {summary.scans_read} scans in "
         f"{summary.seconds:.1f} s ({summary.scans_per_second:.1f} scans/s) -> {path}"
     )
-    return path, database
+    return path, database, embedder
+
+
+def _compare_modes(bag: Path, session: Any, truth: Any, figures: Any, embedder: Any,
+                   database: Any) -> dict[str, Any]:  # fmt: skip
+    """The node's poses (sequence mode) and the single-frame estimates of the same frames,
+    as :class:`~liploc_ros.ros.demo_report.PoseFigures` columns."""
+    from liploc_ros.ros.demo_report import pose_figures
+
+    t0 = time.perf_counter()
+    single = _single_frame_poses(bag, {m.stamp for m in session.matches}, embedder, database)
+    print(
+        f"single-frame estimates of the same frames recomputed in {time.perf_counter() - t0:.1f} s"
+    )
+    frames, played = figures.frames_localized, session.played_stamps
+    return {
+        "single-frame": pose_figures(single, truth, played, frames),
+        "sequence (node)": pose_figures(session.poses, truth, played, frames),
+    }
+
+
+def _single_frame_poses(bag: Path, stamps: set[float], embedder: Any, database: Any) -> list:
+    """Each frame at ``stamps`` alone, from the bag's image, with the node's ``localizer``
+    settings (config/localizer.yaml): base_link positions of the fixes."""
+    from liploc_ros.cli.localize import read_config_file
+    from liploc_ros.datasets.interpolation import invert_transform
+    from liploc_ros.datasets.registry import open_source
+    from liploc_ros.datasets.rosbag_writer import DEFAULT_T_BASE_LIDAR
+    from liploc_ros.localization import Localizer, LocalizerConfig
+    from liploc_ros.paths import config_file
+    from liploc_ros.ros.demo_report import Received, stamp_key
+
+    config = LocalizerConfig(**read_config_file(config_file("localizer.yaml")))
+    localizer = Localizer(embedder, database, config)
+    T_lidar_base = invert_transform(DEFAULT_T_BASE_LIDAR)
+    wanted = {stamp_key(s) for s in stamps}
+    frames = [f for f in open_source(f"bag:{bag}").iter_frames(points=False)
+              if stamp_key(f.stamp) in wanted]  # fmt: skip
+    out = []
+    for i in range(0, len(frames), 32):
+        batch = frames[i : i + 32]
+        for est in localizer.localize_batch([f.image for f in batch], [f.stamp for f in batch]):
+            if est.ok:
+                out.append(Received(est.stamp, (est.pose @ T_lidar_base)[:3, 3]))
+    return out
 
 
 def _fmt(value: float | None, fmt: str) -> str:
@@ -261,7 +318,7 @@ def _fmt(value: float | None, fmt: str) -> str:
     return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
 
 
-def _print_figures(fig: Any, session: Any, live_s: float) -> None:
+def _print_figures(fig: Any, session: Any, live_s: float, columns: dict[str, Any]) -> None:
     lat, t = fig.latency_ms, f"{fig.threshold_m:g}"
     print(
         f"frames: {fig.frames_played} played, {fig.frames_localized} localized by the node "
@@ -273,9 +330,19 @@ def _print_figures(fig: Any, session: Any, live_s: float) -> None:
         f"(chance {_fmt(fig.chance, '.3f')}); median top-1 error "
         f"{_fmt(fig.median_top1_error_m, '.1f')} m"
     )
+    from liploc_ros.ros.demo_report import side_by_side
+
     print(
-        f"poses: fix ratio {_fmt(fig.fix_ratio, '.3f')}, {_fmt(fig.fix_precision, '.3f')} of "
-        f"them within {t} m, median error {_fmt(fig.median_error_m, '.1f')} m"
+        f"poses over the {fig.frames_localized} frames the node localized (single-frame: "
+        "each frame alone; sequence: the node's filter with the bag's drifting /odom):"
+    )
+    for line in side_by_side(columns, fig.threshold_m):
+        print(line)
+    d = session.diagnostics
+    print(
+        f"sequence filter at the end: {d.get('state', 'n/a')}, tracked share "
+        f"{d.get('tracked_share', 'n/a')}, {d.get('total_frames_without_odometry', 'n/a')} "
+        f"frames without odometry ({d.get('odometry_source', 'n/a')})"
     )
     print(
         f"latency (image published -> the node's answer received): p50 "

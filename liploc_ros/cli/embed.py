@@ -24,6 +24,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output .npz")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    parser.add_argument("--backend", default="torch", help="torch, openvino or onnxruntime")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.images and not args.scans:
         raise ConfigError("nothing to embed: give --images and/or --scans")
     loaded = load_model_file(args.model)
-    embedder = Embedder(loaded, device=args.device, precision=args.precision)
+    embedder = Embedder(loaded, device=args.device, precision=args.precision, backend=args.backend)
     dim = embedder.embed_dim
     camera = np.zeros((0, dim), np.float32)
     lidar = np.zeros((0, dim), np.float32)
@@ -48,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
     write_bytes_atomic(args.out, buf.getvalue())
     print(
         f"embedded {len(args.images)} image(s) and {len(args.scans)} scan(s) with model "
-        f"{loaded.fingerprint} ({dim}-d) on {embedder.device}: {args.out}"
+        f"{loaded.fingerprint} ({dim}-d) with {embedder.describe()}: {args.out}"
     )
     return 0

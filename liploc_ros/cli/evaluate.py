@@ -17,8 +17,12 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from liploc_ros.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    parser.add_argument("--backend", default="torch", help="torch, openvino or onnxruntime")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="frame-loading processes (2)")
     parser.add_argument(
@@ -55,26 +60,27 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "folder if not given)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="write results and figures here")
+    parser.add_argument(
+        "--mode", choices=("single", "sequence"), default="single",
+        help="with --queries, also localize the query drive in time order and report the "
+        "published poses: single (every frame alone, default) or sequence (the particle "
+        "filter with the query drive's odometry)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _load(path: Path | None, max_distance: float | None):
     from liploc_ros.errors import CheckpointError
-    from liploc_ros.model import load_authors_checkpoint, load_model
-    from liploc_ros.model.authors import sniff_checkpoint
-    from liploc_ros.paths import models_dir
+    from liploc_ros.mapping.model_file import load_model_file
+    from liploc_ros.paths import models_dir, resolve_shared_path
 
     if path is None:
         path = models_dir() / "liploc_demo.safetensors"
         if not path.is_file():
             raise CheckpointError(f"no --model given and no demo model at {path}")
-    if not path.is_file():
-        raise CheckpointError(f"model file {path} does not exist")
-    if sniff_checkpoint(path) == "torch":
-        loaded = load_authors_checkpoint(path)
-    else:
-        loaded = load_model(path)
+    path = resolve_shared_path(path)
+    loaded = load_model_file(path)  # the one sniffer decides what the file is
     if max_distance is not None:
         pre = loaded.preprocess
         lidar = dataclasses.replace(pre.lidar, distance_threshold=max_distance)
@@ -100,13 +106,14 @@ def run(args: argparse.Namespace) -> int:
 
     loaded, path = _load(args.model, args.lidar_max_distance)
     embedder = Embedder(
-        loaded, device=args.device, precision=args.precision, batch_size=args.batch_size
-    )
+        loaded, device=args.device, precision=args.precision, batch_size=args.batch_size,
+        backend=args.backend,
+    )  # fmt: skip
     progress = not args.no_progress
     say = (lambda *a, **k: None) if args.json else print
     say(
         f"model: {path} ({loaded.model_config.name}, fingerprint {loaded.fingerprint}, "
-        f"{loaded.preprocess.camera.image_size} px) on {embedder.device} ({embedder.precision})"
+        f"{loaded.preprocess.camera.image_size} px) with {embedder.describe()}"
     )
     with tempfile.TemporaryDirectory(prefix="liploc-eval-") as tmp:
         opts = (loaded.preprocess, args.cache_dir, args.workers, progress, tmp)
@@ -126,11 +133,76 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     summary = {"model": str(path), "fingerprint": loaded.fingerprint, **result.summary()}
+    if args.queries:
+        summary["localization"] = _localize_queries(args, loaded, result)
+    frame = result.ground_truth_frame
+    if frame and frame["suspect"]:  # loudly, on stderr too: a recall of 0 must not go unexplained
+        print(f"liploc eval: {frame['message']}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(result.report())
+        if "localization" in summary:
+            print(_tracking_line(summary["localization"]))
     if args.out is not None:
         for what, where in save_eval_outputs(result, args.out).items():
             say(f"  {what}: {where}")
+        if "localization" in summary:
+            from liploc_ros.io_utils import write_text_atomic
+
+            # the localization figures join summary.json at the top level, where tooling
+            # reads them for both commands (``liploc localize`` writes the same keys)
+            path_json = Path(args.out) / "summary.json"
+            saved = json.loads(path_json.read_text()) if path_json.exists() else {}
+            saved.update(summary["localization"])
+            write_text_atomic(path_json, json.dumps(saved, indent=2) + "\n")
+            say(f"  localization figures ({args.mode}): {path_json}")
     return 0
+
+
+def _localize_queries(args: argparse.Namespace, loaded: Any, result: Any) -> dict[str, Any]:
+    """The query drive localized in the map drive's embeddings, in ``args.mode``."""
+    from liploc_ros.datasets.base import IndexedSource
+    from liploc_ros.localization.stream_eval import evaluate_stream
+    from liploc_ros.mapdb import MapDatabase
+    from liploc_ros.mapdb.info import MapInfo
+    from liploc_ros.training.sources import open_source
+
+    maps = open_source(args.source)
+    queries = open_source(args.queries)
+    if not isinstance(maps, IndexedSource) or not isinstance(queries, IndexedSource):
+        raise ConfigError("--mode needs random-access sources (KITTI, KITTI-360, synthetic)")
+    info = MapInfo(
+        model_fingerprint=loaded.fingerprint,
+        model_name=loaded.model_config.name,
+        embed_dim=loaded.embed_dim,
+        normalized=bool(loaded.model_config.normalize),
+        lidar=loaded.preprocess.lidar,
+        sources=(maps.name,),
+    )
+    db = MapDatabase.from_poses(
+        result.lidar, maps.poses[result.db_frames], maps.stamps[result.db_frames], info
+    )
+    rows = result.query_frames
+    odometry = queries.odometry
+    _, figures = evaluate_stream(
+        db, result.camera, queries.poses[rows], queries.stamps[rows],
+        None if odometry is None else odometry[rows], mode=args.mode,
+        threshold_m=args.threshold,
+    )  # fmt: skip
+    if args.distance != "ground":
+        figures["distance_note"] = "localization figures use the ground-plane distance"
+    return figures
+
+
+def _tracking_line(fig: dict[str, Any]) -> str:
+    def f(key: str, fmt: str = ".3f") -> str:
+        value = fig.get(key)
+        return "n/a" if value is None else format(value, fmt)
+
+    return (
+        f"{fig['mode']} mode: fix ratio {f('fix_ratio')}, fix precision {f('fix_precision_20m')} "
+        f"(20 m) {f('fix_precision_5m')} (5 m), median error {f('median_error_m', '.2f')} m, "
+        f"p95 {f('p95_error_m', '.1f')} m, median yaw error {f('median_yaw_error_deg', '.1f')} "
+        f"deg, first fix after {f('first_fix_distance_m', '.1f')} m"
+    )

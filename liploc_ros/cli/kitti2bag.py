@@ -1,8 +1,10 @@
 """``liploc kitti2bag``: a KITTI odometry sequence -> a ROS 2 bag for ``ros2 bag play``.
 
 Topics and frames are :class:`liploc_ros.datasets.rosbag_writer.BagTopics`' defaults
-(kitti2bag's names): images, camera_info, PointCloud2, /tf map -> base_link, /tf_static,
-nav_msgs/Odometry ground truth (sequences 00-10 only: 11-21 have no poses).
+(kitti2bag's names): images, camera_info, PointCloud2, /tf_static, nav_msgs/Odometry ground
+truth on /ground_truth/odom, and (sequences 00-10 only: 11-21 have no poses) an odometry
+simulated from the poses on /odom and tf odom -> base_link (labelled simulated in the bag's
+metadata); with ``--no-odometry`` or without poses, tf carries map -> base_link instead.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="added to times.txt stamps (which start at 0; some consumers treat a zero "
         "stamp as unset)",
     )
+    parser.add_argument(
+        "--no-odometry",
+        action="store_true",
+        help="no simulated odometry: tf carries the ground truth map -> base_link",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         time_offset=args.time_offset,
         limit=args.limit,
+        odometry=not args.no_odometry,
     )
     stamps = source.stamps[:count]
     duration = float(stamps[-1] - stamps[0]) if count else 0.0
@@ -69,4 +77,14 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {count} frames ({duration:.1f} s, {posed} poses) of {source.name} to {path} "
         f"({args.storage}, {args.image_encoding}, {size / 2**20:.1f} MiB)"
     )
+    if source.odometry is not None and not args.no_odometry:
+        from liploc_ros.datasets.odometry_sources import describe_model
+
+        assert source.odometry_errors is not None
+        print(
+            "odometry: SIMULATED from the poses (/odom, tf odom -> base_link; "
+            f"{describe_model(source.odometry_errors)})"
+        )
+    else:
+        print("odometry: none (tf map -> base_link carries the poses)")
     return 0

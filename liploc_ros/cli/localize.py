@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +64,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--normalize", action="store_true", default=None,
                         help="an authors' .pth is their L2-normalised (Norm) variant")  # fmt: skip
-    parser.add_argument("--config", type=Path, help="YAML with a `localizer` section")
+    parser.add_argument("--config", type=Path,
+                        help="YAML with `localizer` and `sequence` sections")  # fmt: skip
+    parser.add_argument("--mode", choices=("sequence", "single"), default="sequence",
+                        help="sequence: track with odometry and retrieval (a particle filter, "
+                        "default); single: every frame alone")  # fmt: skip
 
     loc = parser.add_argument_group("localizer settings (override --config)")
     loc.add_argument("--top-k", type=int, help="matches used for the estimate (5)")
@@ -78,6 +83,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (auto)")
     run_group.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16 (auto)")
+    run_group.add_argument("--backend", default="torch",
+                           help="torch, openvino, onnxruntime (torch)")  # fmt: skip
     run_group.add_argument(
         "--batch-size", type=int, default=16,
         help="frames encoded together (16); 1: true per-frame latency",
@@ -169,7 +176,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         where = f"{_NODE}.ros__parameters.{_SECTION}"
     else:
         params, where = data, _SECTION
-        unknown = sorted(set(params) - {_SECTION})
+        unknown = sorted(set(params) - {_SECTION, "sequence", "mode"})
         if unknown:
             raise ConfigError(
                 f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; expected a "
@@ -181,6 +188,21 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
     return dict(section)
+
+
+def sequence_config(args: argparse.Namespace) -> Any:
+    """The ``sequence`` section of ``--config`` (either layout) as a SequenceConfig."""
+    from liploc_ros.localization.sequence_config import SequenceConfig
+
+    if not args.config:
+        return SequenceConfig()
+    data = load_yaml(args.config)
+    params = data.get(_NODE, {}).get("ros__parameters", {}) if _NODE in data else data
+    where = f"{_NODE}.ros__parameters.sequence" if _NODE in data else "sequence"
+    try:
+        return from_dict(SequenceConfig, params.get("sequence") or {}, where)
+    except ConfigError as err:
+        raise ConfigError(f"{args.config}: {err}") from err
 
 
 def localizer_config(args: argparse.Namespace) -> Any:
@@ -237,7 +259,7 @@ def _truth(pose: np.ndarray | None) -> np.ndarray | None:
     return pose if np.isfinite(pose).all() else None
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: PLR0915
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915
     import torch
     from tqdm import tqdm
 
@@ -249,8 +271,12 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0915
         FrameRecord,
         latency_stats,
         summarize,
+        truth_positions,
     )
+    from liploc_ros.localization.frame_check import check_ground_truth_frame
     from liploc_ros.localization.outputs import write_frames_csv, write_summary, write_trajectories
+    from liploc_ros.localization.track_metrics import track_summary
+    from liploc_ros.localization.tracking import TrackingLocalizer
     from liploc_ros.mapdb import MapDatabase
     from liploc_ros.mapping.model_file import load_model_file
     from liploc_ros.model import Embedder
@@ -266,16 +292,20 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0915
     database = MapDatabase.load(args.map.expanduser())
     loaded = load_model_file(args.model, normalize=args.normalize)
     embedder = Embedder(
-        loaded, device=args.device, precision=args.precision, batch_size=args.batch_size
-    )
+        loaded, device=args.device, precision=args.precision, batch_size=args.batch_size,
+        backend=args.backend,
+    )  # fmt: skip
     localizer = Localizer(embedder, database, config)
+    tracker = (
+        TrackingLocalizer(localizer, sequence_config(args)) if args.mode == "sequence" else None
+    )
     source = open_source(spec, **(bag_options if is_bag else {}))
     out: Path = args.out.expanduser()
     out.mkdir(parents=True, exist_ok=True)
     print(
         f"localizing {source.name} in {args.map} ({len(database)} entries, "
         f"{database.index_kind} index) with {loaded.model_config.name} ({loaded.fingerprint}) "
-        f"on {embedder.device} {embedder.precision}, batches of {args.batch_size}"
+        f"with {embedder.describe()}, batches of {args.batch_size}"
     )
     localizer.warm_up()
 
@@ -284,10 +314,19 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0915
     samples: list[tuple[np.ndarray, float]] = []
     pending: list[Any] = []
 
+    odometry_kinds: set[str] = set()
+
     def flush() -> None:
-        estimates = localizer.localize_batch(
-            [f.image for f in pending], [f.stamp for f in pending], k=depth
-        )
+        images, stamps = [f.image for f in pending], [f.stamp for f in pending]
+        if tracker is None:
+            estimates = localizer.localize_batch(images, stamps, k=depth)
+        else:
+            odometry = [f.odometry for f in pending]
+            odometry_kinds.update(
+                str(f.meta.get("odometry", "recorded")) if f.odometry is not None else "none"
+                for f in pending
+            )
+            estimates = tracker.localize_batch(images, stamps, odometry, k=depth)
         for frame, est in zip(pending, estimates, strict=True):
             records.append(FrameRecord(frame.index, est, _truth(frame.pose)))
         pending.clear()
@@ -319,7 +358,13 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0915
 
     single = [localizer.localize(image, stamp) for image, stamp in samples]
 
+    truth = np.stack(
+        [r.truth if r.truth is not None else np.full((4, 4), np.nan) for r in records]
+    )
+    top1 = _top1_errors(records, database)
     summary: dict[str, Any] = {
+        "mode": args.mode,
+        "odometry": ",".join(sorted(odometry_kinds)) if tracker is not None else None,
         "source": source.name,
         "map": str(args.map),
         "map_entries": len(database),
@@ -328,28 +373,43 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0915
         "model_fingerprint": loaded.fingerprint,
         "device": str(embedder.device),
         "precision": embedder.precision,
+        "backend": embedder.backend,
         "batch_size": args.batch_size,
         "stride": args.stride,
         "localizer": to_dict(config),
         "seconds": seconds,
         "frames_per_second": len(records) / seconds if seconds > 0 else None,
         **summarize(records, database, threshold_m=args.threshold, ks=RECALL_KS),
+        **track_summary(
+            [r.estimate for r in records], truth, threshold_m=args.threshold, top1_error_m=top1
+        ),
         "latency_note": (
             "latency_ms: per frame, the batch's stage times divided by its size"
             if args.batch_size > 1
             else "latency_ms: per frame, one frame at a time"
         ),
+        "sequence": to_dict(tracker.filter.config) if tracker is not None else None,
         "single_frame_latency_ms": {
             "samples": len(single),
             **(latency_stats(single) if single else {}),
         },
     }
+    frame = check_ground_truth_frame(truth_positions(records), database.positions, args.threshold)
+    if frame.queries:
+        summary["ground_truth_frame"] = frame.as_dict()
+    if tracker is not None and odometry_kinds == {"none"}:
+        summary["odometry_note"] = (
+            "no odometry: the filter moved its particles by a bounded random walk, which "
+            "tracks worse than with odometry"
+        )
     write_trajectories(out, records)
     write_frames_csv(out / "frames.csv", records, database)
     write_summary(out / "summary.json", summary)
     if not args.no_plot:
-        from liploc_ros.localization.plot import save_route_figure
+        from liploc_ros.localization.plot import save_error_figure, save_route_figure
 
+        save_error_figure(out / "error_vs_distance.png", records, threshold_m=args.threshold,
+                          title=f"{source.name}: {args.mode} mode")  # fmt: skip
         save_route_figure(
             out / "route.png", records, database, threshold_m=args.threshold,
             title=f"{source.name} in {args.map.name}",
@@ -357,8 +417,26 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0915
 
     for line in _report_lines(summary):
         print(line)
+    if frame.queries:
+        print(f"ground truth    {frame.message()}")
     print(f"outputs         {out}")
+    if frame.suspect:  # loudly, on stderr too: a recall of 0 must not go unexplained
+        print(f"liploc localize: {frame.message()}", file=sys.stderr)
     return 0
+
+
+def _top1_errors(records: list[Any], database: Any) -> np.ndarray:
+    """Ground distance (m) from each frame's truth to its top-1 entry (NaN: no truth)."""
+    from liploc_ros.localization.evaluation import ground_distances, retrieved_positions
+
+    from_truth = np.full((len(records), 3), np.nan)
+    for i, r in enumerate(records):
+        if r.truth is not None:
+            from_truth[i] = r.truth[:3, 3]
+    found = retrieved_positions(records, database)
+    if found.shape[1] == 0:
+        return np.full(len(records), np.nan)
+    return ground_distances(from_truth, found)[:, 0]
 
 
 def _fmt(value: Any, fmt: str = ".3f") -> str:
@@ -383,6 +461,16 @@ def _report_lines(summary: dict[str, Any]) -> list[str]:
             f"median error    {_fmt(summary['median_error_m'], '.2f')} m over fixes, "
             f"fix precision {_fmt(summary['fix_precision'], '.3f')}",
         ]
+    if summary.get("fix_precision_20m") is not None or summary.get("mode") == "sequence":
+        lines.append(
+            f"{summary['mode']:<15} fix ratio {_fmt(summary['fix_ratio'])}, precision "
+            f"{_fmt(summary['fix_precision_20m'])} (20 m) {_fmt(summary['fix_precision_5m'])} "
+            f"(5 m), median {_fmt(summary['median_error_m'], '.2f')} m, p95 "
+            f"{_fmt(summary['p95_error_m'], '.1f')} m, yaw "
+            f"{_fmt(summary['median_yaw_error_deg'], '.1f')}"
+            f" deg, first fix after {_fmt(summary['first_fix_distance_m'], '.1f')} m"
+            + (f" (odometry: {summary['odometry']})" if summary.get("odometry") else "")
+        )
     total = summary["latency_ms"]["total"]
     single = summary["single_frame_latency_ms"].get("total", {})
     lines.append(

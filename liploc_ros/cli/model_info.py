@@ -20,13 +20,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def describe(path: Path) -> dict[str, Any]:
     """The model-info dictionary of a liploc file or an authors' checkpoint."""
     from liploc_ros.config import to_dict
-    from liploc_ros.errors import CheckpointError
-    from liploc_ros.model.authors import load_authors_checkpoint, sniff_checkpoint
+    from liploc_ros.model.authors import load_authors_checkpoint
     from liploc_ros.model.checkpoint import read_model_info
+    from liploc_ros.model.file_kind import model_file_kind
+    from liploc_ros.paths import resolve_shared_path
 
-    if not path.is_file():
-        raise CheckpointError(f"model file {path} does not exist or is not a file")
-    if sniff_checkpoint(path) != "torch":
+    path = resolve_shared_path(path)
+    if model_file_kind(path) == "safetensors":
         return read_model_info(path)
     loaded = load_authors_checkpoint(path)
     return {

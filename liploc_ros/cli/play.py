@@ -16,7 +16,11 @@ from pathlib import Path
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", type=Path, help="ROS 2 bag directory (or its .mcap/.db3 file)")
+    parser.add_argument(
+        "bag",
+        type=Path,
+        help="ROS 2 bag directory, one of its files, or a bare .mcap (kitti2mcap)",
+    )
     parser.add_argument("--rate", type=float, default=1.0, help="speed factor (1.0)")
     parser.add_argument("--loop", action="store_true", help="start over at the end")
     parser.add_argument(

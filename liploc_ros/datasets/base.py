@@ -8,6 +8,10 @@ Conventions, shared by every reader and writer:
 - ``Frame.pose``: 4 x 4 float64 homogeneous transform ``T_map_lidar`` (the LiDAR frame
   expressed in the map frame, z up), or ``None`` where the source has no pose for that frame.
 - ``Frame.stamp``: seconds (float) since the source's epoch (times.txt, bag stamps, ...).
+- ``Frame.odometry``: 4 x 4 float64 ``T_odom_lidar`` (the LiDAR frame in the odometry frame:
+  drifting, only its motion between frames counts), or ``None`` without odometry. Recorded
+  where the source has it (bags), simulated with a documented error model elsewhere
+  (:mod:`liploc_ros.datasets.odometry`; ``Frame.meta["odometry"]`` says which).
 
 A source is at least iterable (streaming, e.g. a bag). Sources that allow random access also
 subclass :class:`IndexedSource`, which the training and evaluation code relies on.
@@ -45,6 +49,7 @@ class Frame:
     points: np.ndarray | None = None
     pose: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    odometry: np.ndarray | None = None
 
 
 class FrameSource(abc.ABC):
@@ -83,6 +88,11 @@ class IndexedSource(FrameSource):
     def poses(self) -> np.ndarray | None:
         """(N, 4, 4) float64 ``T_map_lidar``, NaN-filled rows where a frame has no pose;
         ``None`` when the source has no poses at all."""
+
+    @property
+    def odometry(self) -> np.ndarray | None:
+        """(N, 4, 4) float64 ``T_odom_lidar`` per frame, or ``None`` without odometry."""
+        return None
 
     def __getitem__(self, index: int) -> Frame:
         if not -len(self) <= index < len(self):

@@ -19,6 +19,10 @@ which puts the map frame at the LiDAR of the first scan, z up. The writer applie
 conjugation, so what it writes reads back to the source's poses; its map frame is kept as it
 is (not re-anchored at the first frame), so the first pose line of a written sequence is the
 identity only when the source's first pose is.
+
+KITTI records no odometry: a posed sequence gets one simulated from its poses
+(:mod:`liploc_ros.datasets.odometry_sources`, seeded by the sequence name, labelled
+``Frame.meta["odometry"] = "simulated"``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from liploc_ros.datasets.frame_files import (
     remove_stale_frames,
     write_frame_files,
 )
+from liploc_ros.datasets.odometry import DEFAULT_ODOMETRY_ERRORS, OdometryErrorModel
+from liploc_ros.datasets.odometry_sources import simulated_from_poses, stable_seed
 from liploc_ros.datasets.textfiles import (
     KeyValueFile,
     format_floats,
@@ -101,7 +107,8 @@ class KittiOdometry(IndexedSource):
     then be None, and if given it names the sequence for the poses lookup). Poses come
     from ``poses_file`` if given, else ``<root>/poses/<NN>.txt``, else
     ``sequences/<NN>/poses.txt``; a sequence without any (11-21) still loads, with
-    ``poses`` None.
+    ``poses`` None. ``odometry_errors``: the error model of the simulated odometry (None: no
+    odometry).
     """
 
     def __init__(
@@ -110,8 +117,11 @@ class KittiOdometry(IndexedSource):
         sequence: str | int | None = None,
         *,
         poses_file: str | Path | None = None,
+        odometry_errors: OdometryErrorModel | None = DEFAULT_ODOMETRY_ERRORS,
     ) -> None:
         self.sequence_dir, self.sequence = self._find_sequence(Path(root).expanduser(), sequence)
+        self.odometry_errors = odometry_errors
+        self._odometry: np.ndarray | None = None
         self.name = f"kitti/{self.sequence}"
         seq = self.sequence_dir
 
@@ -259,16 +269,30 @@ class KittiOdometry(IndexedSource):
         the frame the authors' evaluation measures distances in; None without poses."""
         return self._camera_poses
 
+    @property
+    def odometry(self) -> np.ndarray | None:
+        """(N, 4, 4) simulated ``T_odom_lidar`` (seeded by the sequence name), None without
+        poses; computed on first use."""
+        if self._odometry is None and self._poses is not None:
+            seed = stable_seed("kitti", self.sequence)
+            self._odometry = simulated_from_poses(self._poses, seed, self.odometry_errors)
+        return self._odometry
+
     def frame(self, index: int, *, image: bool = True, points: bool = True) -> Frame:
         if not 0 <= index < len(self):
             raise IndexError(f"{self.name}: frame {index} out of range (0..{len(self) - 1})")
+        meta = {"sequence": self.sequence, "file": self._images[index].stem}
+        odometry = self.odometry
+        if odometry is not None:
+            meta["odometry"] = "simulated"
         return Frame(
             index=index,
             stamp=float(self._stamps[index]),
             image=read_image(self._images[index]) if image else None,
             points=read_scan(self._scans[index]) if points else None,
             pose=None if self._poses is None else self._poses[index].copy(),
-            meta={"sequence": self.sequence, "file": self._images[index].stem},
+            odometry=None if odometry is None else odometry[index].copy(),
+            meta=meta,
         )
 
 

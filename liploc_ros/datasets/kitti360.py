@@ -22,6 +22,10 @@ pose: the others get ``pose`` None and NaN rows in ``poses``. Frame numbers (``f
 ``Frame.meta["frame_id"]``) are the 10-digit file numbers; ``Frame.index`` is the 0-based
 position in the source. Stamps are seconds since the Unix epoch, reading the timestamps as
 UTC (the files do not say which zone they are in).
+
+KITTI-360 records no odometry: a posed drive gets one simulated from its poses
+(:mod:`liploc_ros.datasets.odometry_sources`, seeded by the drive name, labelled
+``Frame.meta["odometry"] = "simulated"``); unposed frames have none.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from liploc_ros.datasets.frame_files import (
     remove_stale_frames,
     write_frame_files,
 )
+from liploc_ros.datasets.odometry import DEFAULT_ODOMETRY_ERRORS, OdometryErrorModel
+from liploc_ros.datasets.odometry_sources import simulated_from_poses, stable_seed
 from liploc_ros.datasets.textfiles import (
     KeyValueFile,
     format_floats,
@@ -141,10 +147,20 @@ class Kitti360(IndexedSource):
     With ``strict`` (the default) the image and scan folders must hold the same frames and
     every pose must refer to one of them; ``strict=False`` keeps the frames found in both
     folders and drops the rest with a warning (needed for drive 0002, whose first 4391 scans
-    KITTI-360 holds out as a test set while its images are there).
+    KITTI-360 holds out as a test set while its images are there). ``odometry_errors``: the
+    error model of the simulated odometry (None: no odometry).
     """
 
-    def __init__(self, root: str | Path, drive: str | int, *, strict: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        drive: str | int,
+        *,
+        strict: bool = True,
+        odometry_errors: OdometryErrorModel | None = DEFAULT_ODOMETRY_ERRORS,
+    ) -> None:
+        self.odometry_errors = odometry_errors
+        self._odometry: np.ndarray | None = None
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DatasetError(f"KITTI-360 folder does not exist: {self.root}")
@@ -319,19 +335,34 @@ class Kitti360(IndexedSource):
     def poses(self) -> np.ndarray | None:
         return self._poses
 
+    @property
+    def odometry(self) -> np.ndarray | None:
+        """(N, 4, 4) simulated ``T_odom_lidar`` (seeded by the drive name), NaN rows for the
+        unposed frames; None without poses. Computed on first use."""
+        if self._odometry is None and self._poses is not None:
+            seed = stable_seed("kitti360", self.drive)
+            self._odometry = simulated_from_poses(self._poses, seed, self.odometry_errors)
+        return self._odometry
+
     def frame(self, index: int, *, image: bool = True, points: bool = True) -> Frame:
         if not 0 <= index < len(self):
             raise IndexError(f"{self.name}: frame {index} out of range (0..{len(self) - 1})")
         pose = None
         if self._poses is not None and not np.isnan(self._poses[index, 0, 0]):
             pose = self._poses[index].copy()
+        meta = {"drive": self.drive, "frame_id": int(self.frame_ids[index])}
+        odometry = None
+        if pose is not None and self.odometry is not None:
+            odometry = self.odometry[index].copy()
+            meta["odometry"] = "simulated"
         return Frame(
             index=index,
             stamp=float(self._stamps[index]),
             image=read_image(self._images[index]) if image else None,
             points=read_scan(self._scans[index]) if points else None,
             pose=pose,
-            meta={"drive": self.drive, "frame_id": int(self.frame_ids[index])},
+            odometry=odometry,
+            meta=meta,
         )
 
 

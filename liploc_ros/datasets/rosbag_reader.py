@@ -1,7 +1,8 @@
 """ROS 1 and ROS 2 bags as a streaming :class:`~liploc_ros.datasets.base.FrameSource`.
 
-Read with ``rosbags``' AnyReader (no ROS install needed): ROS 1 ``.bag`` files and ROS 2 bag
-directories (sqlite3 or mcap). Construction makes one cheap pass over the pose topics (/tf,
+Read with ``rosbags``' AnyReader (no ROS install needed): ROS 1 ``.bag`` files, ROS 2 bag
+directories (sqlite3 or mcap), and bare ``.mcap`` files without metadata.yaml (kitti2mcap's
+output) or folders of them. Construction makes one cheap pass over the pose topics (/tf,
 /tf_static, odometry, camera_info); :meth:`RosbagSource.iter_frames` then streams the sensor
 topics once, holding only a few seconds of messages.
 
@@ -13,7 +14,12 @@ topics once, holding only a few seconds of messages.
   linear) from either the tf chain map -> ... -> LiDAR frame (the cloud's header.frame_id),
   /tf and /tf_static combined, or a pose topic (nav_msgs/Odometry, PoseStamped,
   PoseWithCovarianceStamped) composed with the tf from the pose's frame to the LiDAR frame.
-  Frames outside the poses' time span are dropped.
+  Frames outside the poses' time span are dropped. ``pose_source="auto"`` never takes the
+  drifting odometry tree (tf rooted at ``odom_frame``) when the bag has a ground-truth pose
+  topic besides the odometry topic (a ``liploc synth`` bag: ``/ground_truth/odom``).
+- ``Frame.odometry`` is ``T_odom_lidar`` at the same stamp, from the tf chain odom -> LiDAR or
+  a nav_msgs/Odometry topic (``odometry_source``, :mod:`~liploc_ros.datasets.rosbag_odometry`);
+  ``None`` without odometry (a supported case) or outside its coverage (the frame is kept).
 - A message that cannot be deserialised or decoded is skipped with a warning naming topic and
   stamp (``strict=True``: a :class:`DatasetError` instead); a topic whose layout we cannot
   read at all (unsupported encoding, cloud without x/y/z, big-endian) always raises.
@@ -38,10 +44,21 @@ from typing import Any, Literal
 import numpy as np
 
 from liploc_ros.config import from_dict, to_dict
+from liploc_ros.datasets.bag_paths import bag_reader_paths
 from liploc_ros.datasets.base import Calibration, Frame, FrameSource
 from liploc_ros.datasets.images import CorruptImageError, compressed_to_rgb, raw_to_rgb
 from liploc_ros.datasets.interpolation import PoseTrack, make_transform
 from liploc_ros.datasets.pointcloud import CorruptCloudError, cloud_to_xyzi
+from liploc_ros.datasets.rosbag_odometry import (
+    POSE_TYPES,
+    BagOdometry,
+    bag_custom_data,
+    choose_odometry,
+    odometry_rooted,
+    odometry_topic,
+    pose_topics_to_read,
+    truth_candidates,
+)
 from liploc_ros.datasets.tf_tree import TfTree, normalize_frame
 from liploc_ros.errors import ConfigError, DatasetError, LiplocError
 
@@ -52,13 +69,6 @@ log = logging.getLogger(__name__)
 IMAGE_TYPES = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"})
 CLOUD_TYPES = frozenset({"sensor_msgs/msg/PointCloud2"})
 TF_TYPES = frozenset({"tf2_msgs/msg/TFMessage", "tf/msg/tfMessage"})
-POSE_TYPES = frozenset(
-    {
-        "nav_msgs/msg/Odometry",
-        "geometry_msgs/msg/PoseStamped",
-        "geometry_msgs/msg/PoseWithCovarianceStamped",
-    }
-)
 CAMERA_INFO_TYPES = frozenset({"sensor_msgs/msg/CameraInfo"})
 
 #: tried first when no topic is given: kitti2bag's and kitti2mcap's names
@@ -110,6 +120,13 @@ class BagReaderConfig:
     strict: bool = False
     tf_topic: str = "/tf"
     tf_static_topic: str = "/tf_static"
+    #: Frame.odometry from "tf" (odom_frame -> LiDAR), "topic" (odom_topic), "none", or
+    #: "auto": odom_topic if given, else tf if odom_frame is above the LiDAR, else /odom
+    odometry_source: Literal["auto", "tf", "topic", "none"] = "auto"
+    #: nav_msgs/Odometry topic of the odometry; None: /odom when the bag has it
+    odom_topic: str | None = None
+    #: the odometry frame of the tf chain (REP-105)
+    odom_frame: str = "odom"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
@@ -118,7 +135,15 @@ class BagReaderConfig:
             raise ConfigError(f"max_pose_gap must be > 0 or None, got {self.max_pose_gap}")
         if not (math.isfinite(self.sync_window) and self.sync_window > 0):
             raise ConfigError(f"sync_window must be > 0, got {self.sync_window}")
-        for name in ("image_topic", "points_topic", "camera_info_topic", "pose_topic"):
+        if not normalize_frame(self.odom_frame):
+            raise ConfigError("odom_frame must not be empty")
+        for name in (
+            "image_topic",
+            "points_topic",
+            "camera_info_topic",
+            "pose_topic",
+            "odom_topic",
+        ):
             value = getattr(self, name)
             if value is not None and not value.startswith("/"):
                 raise ConfigError(f"{name}: {value!r} must be an absolute topic name ('/...')")
@@ -138,6 +163,8 @@ class BagReadStats:
     no_match: int = 0
     #: scans dropped: no finite point
     empty_cloud: int = 0
+    #: frames yielded without odometry although the bag has some (outside its coverage)
+    no_odometry: int = 0
     #: messages skipped as undeserialisable or undecodable, per topic (the pose topics' count
     #: comes from the construction pass)
     corrupt: dict[str, int] = field(default_factory=dict)
@@ -175,6 +202,8 @@ class RosbagSource(FrameSource):
         self._warned: dict[str, int] = {}
         self._pose_fn: Any = None
         self.pose_span: tuple[float, float] | None = None
+        #: where Frame.odometry comes from (``.source``: tf, topic or none)
+        self.odometry_track = BagOdometry()
         self._index()
 
     # ------------------------------------------------------------------ construction pass
@@ -211,14 +240,25 @@ class RosbagSource(FrameSource):
                 )
             self.image_type = self.topic_types.get(self.image_topic or "", None)
             self.lidar_frame = self._find_lidar_frame(reader)
-            self._choose_pose_source()
             self.camera_info_topic = self._pick_camera_info()
-            tf, pose_samples, camera_info = self._read_pose_topics(reader)
+            tf, samples, camera_info = self._read_pose_topics(reader)
+            custom = bag_custom_data(reader)
+        self._choose_pose_source(tf)
         self._tf = tf
-        self._build_pose_fn(tf, pose_samples)
+        self._build_pose_fn(tf, samples.get(self.pose_topic or "", []))
         self.calibration = self._calibration(tf, camera_info)
+        self.odometry_track = choose_odometry(
+            self.path,
+            cfg,
+            topic_types=self.topic_types,
+            tf=tf,
+            samples=samples,
+            lidar=self.lidar_frame,
+            pose_topic=self.pose_topic,
+            custom=custom,
+        )
         log.info(
-            "%s: anchor %s, image %s, points %s, poses %s%s",
+            "%s: anchor %s, image %s, points %s, poses %s%s, odometry %s",
             self.path,
             self.anchor,
             self.image_topic,
@@ -228,6 +268,7 @@ class RosbagSource(FrameSource):
             f"{self.pose_span[1]:.3f} s)"
             if self.pose_span
             else "",
+            self.odometry_track.describe(self.lidar_frame),
         )
 
     def _pick(
@@ -283,16 +324,29 @@ class RosbagSource(FrameSource):
             break
         return None
 
-    def _choose_pose_source(self) -> None:
+    def _choose_pose_source(self, tf: TfTree) -> None:
         cfg = self.config
         pose_candidates = {t: ty for t, ty in self.topic_types.items() if ty in POSE_TYPES}
+        # the odometry topic is no ground truth where another pose topic exists
+        odom_topic = odometry_topic(cfg.odom_topic, self.topic_types)
+        pose_candidates = truth_candidates(pose_candidates, odom_topic)
         has_tf = self.topic_types.get(cfg.tf_topic) in TF_TYPES
+        # tf rooted at odom is the drifting odometry: a pose topic is the better truth
+        drifting = odometry_rooted(tf, self.lidar_frame, cfg.odom_frame)
+        prefer_topic = drifting and any(t != odom_topic for t in pose_candidates)
         self.pose_topic: str | None = None
         mode = cfg.pose_source
+        if mode == "tf" and drifting:
+            log.warning(
+                "%s: pose_source='tf': the LiDAR's tf tree hangs from the odometry frame %r, "
+                "so the poses drift (a ground-truth pose topic: pose_source='topic')",
+                self.path,
+                cfg.odom_frame,
+            )
         if mode == "auto":
             if cfg.pose_topic is not None:
                 mode = "topic"
-            elif has_tf and self.lidar_frame is not None:
+            elif has_tf and self.lidar_frame is not None and not prefer_topic:
                 mode = "tf"
             elif len(pose_candidates) == 1:
                 mode = "topic"
@@ -321,7 +375,10 @@ class RosbagSource(FrameSource):
                     "point cloud with a frame_id, set lidar_frame"
                 )
         if mode == "topic":
-            self.pose_topic = self._pick(cfg.pose_topic, POSE_TYPES, (), "pose", "pose_topic")
+            preferred = tuple(pose_candidates) if len(pose_candidates) == 1 else ()
+            self.pose_topic = self._pick(
+                cfg.pose_topic, POSE_TYPES, preferred, "pose", "pose_topic"
+            )
             if self.pose_topic is None:
                 raise DatasetError(
                     f"{self.path}: pose_source='topic' but no Odometry, PoseStamped or "
@@ -344,19 +401,18 @@ class RosbagSource(FrameSource):
                 return f"{base}/camera_info"
         return None
 
-    def _read_pose_topics(self, reader: Any) -> tuple[TfTree, list, Any]:
-        """One pass over /tf, /tf_static, the pose topic and camera info."""
+    def _read_pose_topics(self, reader: Any) -> tuple[TfTree, dict[str, list], Any]:
+        """One pass over /tf, /tf_static, the pose topics that may be used and camera info."""
         cfg = self.config
         tf = TfTree(max_gap=cfg.max_pose_gap)
         tf_topics = {
             t for t in (cfg.tf_topic, cfg.tf_static_topic) if self.topic_types.get(t) in TF_TYPES
         }
-        wanted = set(tf_topics)
-        if self.pose_topic:
-            wanted.add(self.pose_topic)
+        pose_topics = pose_topics_to_read(cfg, self.topic_types)
+        wanted = tf_topics | pose_topics
         if self.camera_info_topic:
             wanted.add(self.camera_info_topic)
-        pose_samples: list[tuple[float, str, str, np.ndarray]] = []
+        pose_samples: dict[str, list[tuple[float, str, str, np.ndarray]]] = {}
         camera_info = None
         connections = self._connections(reader, wanted)
         if not connections:
@@ -377,7 +433,7 @@ class RosbagSource(FrameSource):
                         )
                     except DatasetError as err:
                         self._corrupt(topic, ns * 1e-9, err, self._index_corrupt)
-            elif topic == self.pose_topic:
+            elif topic in pose_topics:
                 pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
                 child = getattr(msg, "child_frame_id", "")
                 p, q = pose.position, pose.orientation
@@ -386,7 +442,7 @@ class RosbagSource(FrameSource):
                 except DatasetError as err:
                     self._corrupt(topic, ns * 1e-9, err, self._index_corrupt)
                     continue
-                pose_samples.append(
+                pose_samples.setdefault(topic, []).append(
                     (
                         _stamp(msg.header.stamp, ns),
                         normalize_frame(msg.header.frame_id),
@@ -583,6 +639,11 @@ class RosbagSource(FrameSource):
                 points = self._decode_points(cloud_msg, meta["points_stamp"])
         except _DroppedFrameError:
             return None
+        odometry = self.odometry_track.at(stamp)
+        if odometry is not None:
+            meta["odometry"] = self.odometry_track.label
+        elif self.odometry_track.source != "none":
+            stats.no_odometry += 1
         if points is not None and points.shape[0] == 0:
             stats.empty_cloud += 1
             self._warn(
@@ -592,7 +653,13 @@ class RosbagSource(FrameSource):
             )
             return None
         return Frame(
-            index=stats.frames, stamp=stamp, image=image, points=points, pose=pose, meta=meta
+            index=stats.frames,
+            stamp=stamp,
+            image=image,
+            points=points,
+            pose=pose,
+            meta=meta,
+            odometry=odometry,
         )
 
     def _decode_image(self, msg: Any, stamp: float) -> np.ndarray:
@@ -681,7 +748,8 @@ class RosbagSource(FrameSource):
         log.log(
             level,
             "%s: %d frames from %d %s; dropped %d outside the pose coverage (%s), %d without "
-            "a partner within %.3f s, %d empty clouds; corrupt messages skipped: %s",
+            "a partner within %.3f s, %d empty clouds; corrupt messages skipped: %s; "
+            "odometry: %s",
             self.path,
             stats.frames,
             stats.anchors,
@@ -692,6 +760,10 @@ class RosbagSource(FrameSource):
             self.config.tolerance,
             stats.empty_cloud,
             corrupt,
+            self.odometry_track.describe(self.lidar_frame)
+            + (f" ({stats.no_odometry} frames without)" if stats.no_odometry else "")
+            if self.odometry_track.source != "none"
+            else "none (frames carry odometry None)",
         )
 
 
@@ -764,21 +836,8 @@ def _describe(topics: dict[str, str]) -> str:
 
 
 def _bag_paths(path: Path) -> list[Path]:
-    """What AnyReader opens: a ROS 1 .bag file, or a ROS 2 bag directory."""
-    if path.is_dir():
-        if (path / "metadata.yaml").is_file():
-            return [path]
-        raise DatasetError(f"{path} is a directory without metadata.yaml, not a ROS 2 bag")
-    if path.is_file():
-        if path.suffix == ".bag":
-            return [path]
-        if (path.parent / "metadata.yaml").is_file():
-            return [path.parent]
-        raise DatasetError(
-            f"{path}: not a ROS 1 .bag file, and no metadata.yaml beside it to read it as a ROS 2 "
-            "bag (rosbags reads ROS 2 bags as directories; give the bag's directory)"
-        )
-    raise DatasetError(f"no bag at {path}")
+    """What AnyReader opens: :func:`~liploc_ros.datasets.bag_paths.bag_reader_paths`."""
+    return bag_reader_paths(path)
 
 
 class _open_reader:  # noqa: N801 (used like a function in `with`)

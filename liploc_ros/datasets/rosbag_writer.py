@@ -11,10 +11,23 @@ What a frame becomes (topic names are :class:`BagTopics`, defaults from kitti2ba
 - ``/kitti/camera_color_left/camera_info`` sensor_msgs/CameraInfo from the source's calibration
   (no distortion: the sources yield rectified images);
 - ``/kitti/velo/pointcloud`` sensor_msgs/PointCloud2, fields x y z intensity float32;
-- ``/tf`` map -> base_link and ``/ground_truth/odom`` nav_msgs/Odometry (the same pose), from
-  the frame's ``T_map_lidar`` and the base_link -> LiDAR mount ``T_base_lidar``;
+- ``/ground_truth/odom`` nav_msgs/Odometry, the ground truth (header map, child base_link),
+  from the frame's ``T_map_lidar`` and the base_link -> LiDAR mount ``T_base_lidar``;
 - ``/tf_static`` (latched) base_link -> velo_link (``T_base_lidar``) and velo_link ->
-  camera_color_left (``calibration.T_lidar_camera``, the camera optical frame).
+  camera_color_left (``calibration.T_lidar_camera``, the camera optical frame);
+- ``/tf``, in one of two layouts, since base_link can have only one parent:
+
+  - the source has odometry (``Frame.odometry``, e.g. the synthetic world's simulated wheel
+    odometry) and ``odometry=True``: odom -> base_link from ``Frame.odometry``, and the same
+    drifting pose on ``/odom`` nav_msgs/Odometry (header odom, child base_link, twist from
+    the motion since the previous frame, in base_link). This is what a robot records, and what
+    a localizer that broadcasts map -> odom expects; the truth is only on
+    ``/ground_truth/odom``. The bag's metadata says where the odometry came from
+    (``custom_data`` ``liploc_ros.odometry``: simulated / recorded, and the error model);
+  - no odometry: map -> base_link, the ground truth (the layout of kitti2bag and kitti2mcap).
+
+  The layout is chosen once per bag: from an indexed source's ``odometry``, else from the
+  first frame.
 
 Every message of a frame is stamped (header and bag time) with the frame's stamp plus
 ``time_offset``. The bag is written into a hidden sibling directory and renamed into place
@@ -35,6 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from liploc_ros.datasets.base import Calibration, Frame, FrameSource, IndexedSource
@@ -67,16 +81,19 @@ class BagTopics:
     camera_info: str = "/kitti/camera_color_left/camera_info"
     points: str = "/kitti/velo/pointcloud"
     odometry: str = "/ground_truth/odom"
+    #: the drifting odometry (written only when the source has one)
+    odom: str = "/odom"
     tf: str = "/tf"
     tf_static: str = "/tf_static"
     map_frame: str = "map"
+    odom_frame: str = "odom"
     base_frame: str = "base_link"
     lidar_frame: str = "velo_link"
     camera_frame: str = "camera_color_left"
 
     def __post_init__(self) -> None:
-        topics = ("image", "camera_info", "points", "odometry", "tf", "tf_static")
-        frames = ("map_frame", "base_frame", "lidar_frame", "camera_frame")
+        topics = ("image", "camera_info", "points", "odometry", "odom", "tf", "tf_static")
+        frames = ("map_frame", "odom_frame", "base_frame", "lidar_frame", "camera_frame")
         for name in topics:
             value = getattr(self, name)
             if not value.startswith("/") or value.endswith("/") or " " in value:
@@ -110,12 +127,14 @@ def write_bag(
     time_offset: float = 0.0,
     jpeg_quality: int = 95,
     limit: int | None = None,
+    odometry: bool = True,
 ) -> Path:
     """Write ``source``'s frames to a ROS 2 bag directory at ``path``; returns that path.
 
     ``overwrite=True`` replaces an existing bag (a directory holding metadata.yaml) only after
     the new one is complete; anything else at ``path`` is never deleted. ``limit`` stops after
-    that many frames. Raises :class:`DatasetError` for a frame the bag cannot hold.
+    that many frames. ``odometry=False`` leaves the source's odometry out (tf then carries the
+    truth, map -> base_link). Raises :class:`DatasetError` for a frame the bag cannot hold.
     """
     topics = topics or BagTopics()
     _check_arguments(storage, image_encoding, limit, jpeg_quality)
@@ -141,7 +160,12 @@ def write_bag(
         with Writer(tmp_bag, version=9, storage_plugin=plugin) as writer:
             if source.name:
                 writer.set_custom_data("liploc_ros.source", str(source.name))
-            emitter = _Emitter(writer, topics, image_encoding, source.calibration, mount)
+            layout: bool | None = None if odometry else False  # None: the first frame tells
+            if odometry and isinstance(source, IndexedSource):
+                layout = source.odometry is not None
+            emitter = _Emitter(
+                writer, topics, image_encoding, source.calibration, mount, odometry=layout
+            )
             emitter.jpeg_quality = jpeg_quality
             total = len(source) if isinstance(source, IndexedSource) else None
             if limit is not None:
@@ -250,6 +274,8 @@ class _Emitter:
         image_encoding: str,
         calibration: Calibration | None,
         T_base_lidar: np.ndarray,
+        *,
+        odometry: bool | None = False,
     ) -> None:
         from rosbags.interfaces import (
             Qos,
@@ -272,6 +298,13 @@ class _Emitter:
         self.jpeg_quality = 95
         self.frames = 0
         self._static_written = False
+        #: True: tf odom -> base_link and /odom (the truth only on its topic); False: tf
+        #: map -> base_link; None: the first frame decides
+        self.with_odometry: bool | None = None
+        self._layout_from_first_frame = odometry is None
+        self._previous_odom: tuple[int, np.ndarray] | None = None
+        self._odometry_labelled = False
+        self._ignored_odometry = False
 
         latched = Qos(
             QosHistory.KEEP_LAST,
@@ -305,6 +338,13 @@ class _Emitter:
                 "the source has no calibration: writing no %s and no LiDAR -> camera tf",
                 topics.camera_info,
             )
+        if odometry is not None:
+            self._set_layout(odometry)
+
+    def _set_layout(self, with_odometry: bool) -> None:
+        self.with_odometry = with_odometry
+        if with_odometry:
+            self.conn["odom"] = self._connect(self.topics.odom, "nav_msgs/msg/Odometry")
 
     def _connect(self, topic: str, msgtype: str, qos: list | None = None) -> Any:
         return self.writer.add_connection(
@@ -339,6 +379,8 @@ class _Emitter:
         ns = stamp[0] * 1_000_000_000 + stamp[1]
         t, topics = self.types, self.topics
         where = f"frame {frame.index} (stamp {frame.stamp})"
+        if self.with_odometry is None:
+            self._set_layout(frame.odometry is not None)
         if not self._static_written:
             self._write_static(stamp, ns)
         if frame.pose is not None:
@@ -347,6 +389,7 @@ class _Emitter:
                 raise DatasetError(f"{where}: pose has shape {T_map_lidar.shape}, not 4 x 4")
             if np.all(np.isfinite(T_map_lidar)):
                 self._write_pose(stamp, ns, T_map_lidar @ self.T_lidar_base)
+        self._frame_odometry(frame, stamp, ns, where)
         if self.calibration is not None:
             self._write("camera_info", self._camera_info(stamp), ns)
         if frame.image is not None:
@@ -413,11 +456,68 @@ class _Emitter:
 
     def _write_pose(self, stamp: tuple[int, int], ns: int, T_map_base: np.ndarray) -> None:
         t, topics = self.types, self.topics
-        tf = self._transform(stamp, topics.map_frame, topics.base_frame, T_map_base)
+        if not self.with_odometry:  # else base_link's parent on tf is odom
+            tf = self._transform(stamp, topics.map_frame, topics.base_frame, T_map_base)
+            self._write("tf", t["tf2_msgs/msg/TFMessage"](transforms=[tf]), ns)
+        msg = self._odometry_msg(stamp, topics.map_frame, T_map_base, np.zeros(3), np.zeros(3))
+        self._write("odometry", msg, ns)
+
+    def _frame_odometry(self, frame: Frame, stamp: tuple[int, int], ns: int, where: str) -> None:
+        if frame.odometry is None:
+            return
+        T_odom_lidar = np.asarray(frame.odometry, np.float64)
+        if T_odom_lidar.shape != (4, 4):
+            raise DatasetError(f"{where}: odometry has shape {T_odom_lidar.shape}, not 4 x 4")
+        if self.with_odometry and np.all(np.isfinite(T_odom_lidar)):
+            self._write_odometry(frame, stamp, ns, T_odom_lidar @ self.T_lidar_base)
+        elif not self.with_odometry and self._layout_from_first_frame:
+            if not self._ignored_odometry:
+                log.warning(
+                    "%s has odometry but the first frame had none: the bag carries no "
+                    "odometry (tf map -> base_link)",
+                    where,
+                )
+            self._ignored_odometry = True
+
+    def _write_odometry(
+        self, frame: Frame, stamp: tuple[int, int], ns: int, T_odom_base: np.ndarray
+    ) -> None:
+        t, topics = self.types, self.topics
+        if not self._odometry_labelled:
+            self.writer.set_custom_data(
+                "liploc_ros.odometry", str(frame.meta.get("odometry", "recorded"))
+            )
+            if frame.meta.get("odometry_model"):
+                self.writer.set_custom_data(
+                    "liploc_ros.odometry_model", str(frame.meta["odometry_model"])
+                )
+            self._odometry_labelled = True
+        tf = self._transform(stamp, topics.odom_frame, topics.base_frame, T_odom_base)
         self._write("tf", t["tf2_msgs/msg/TFMessage"](transforms=[tf]), ns)
-        translation, quat = transform_to_quat(T_map_base)
-        odom = t["nav_msgs/msg/Odometry"](
-            header=self._header(stamp, topics.map_frame),
+        linear, angular = np.zeros(3), np.zeros(3)
+        if self._previous_odom is not None and ns > self._previous_odom[0]:
+            # the mean twist since the previous frame, in base_link (nav_msgs' convention);
+            # dt from integer nanoseconds, exact at epoch-sized stamps
+            dt = (ns - self._previous_odom[0]) * 1e-9
+            motion = invert_transform(self._previous_odom[1]) @ T_odom_base
+            linear = motion[:3, 3] / dt
+            angular = Rotation.from_matrix(motion[:3, :3]).as_rotvec() / dt
+        self._previous_odom = (ns, T_odom_base)
+        msg = self._odometry_msg(stamp, topics.odom_frame, T_odom_base, linear, angular)
+        self._write("odom", msg, ns)
+
+    def _odometry_msg(
+        self,
+        stamp: tuple[int, int],
+        parent: str,
+        T_parent_base: np.ndarray,
+        linear: np.ndarray,
+        angular: np.ndarray,
+    ) -> Any:
+        t, topics = self.types, self.topics
+        translation, quat = transform_to_quat(T_parent_base)
+        return t["nav_msgs/msg/Odometry"](
+            header=self._header(stamp, parent),
             child_frame_id=topics.base_frame,
             pose=t["geometry_msgs/msg/PoseWithCovariance"](
                 pose=t["geometry_msgs/msg/Pose"](
@@ -428,13 +528,12 @@ class _Emitter:
             ),
             twist=t["geometry_msgs/msg/TwistWithCovariance"](
                 twist=t["geometry_msgs/msg/Twist"](
-                    linear=t["geometry_msgs/msg/Vector3"](0.0, 0.0, 0.0),
-                    angular=t["geometry_msgs/msg/Vector3"](0.0, 0.0, 0.0),
+                    linear=t["geometry_msgs/msg/Vector3"](*map(float, linear)),
+                    angular=t["geometry_msgs/msg/Vector3"](*map(float, angular)),
                 ),
                 covariance=np.zeros(36),
             ),
         )
-        self._write("odometry", odom, ns)
 
     def _camera_info(self, stamp: tuple[int, int]) -> Any:
         t = self.types

@@ -44,7 +44,11 @@ NO_MATCH = "no match"
 LOW_SCORE = "low score"
 DISAGREE = "matches disagree"
 AMBIGUOUS = "ambiguous"
-REASONS = (NO_MATCH, LOW_SCORE, DISAGREE, AMBIGUOUS)
+#: the sequence localizer's reasons: no track yet, track lost, mode too weak or too wide
+INITIALIZING = "initializing"
+LOST = "lost"
+UNCERTAIN = "uncertain"
+REASONS = (NO_MATCH, LOW_SCORE, DISAGREE, AMBIGUOUS, INITIALIZING, LOST, UNCERTAIN)
 
 #: smallest temperature, so that a best score of 0 still gives finite weights
 _MIN_TAU = 1e-9
@@ -78,8 +82,11 @@ class PoseEstimate:
     spread_m: float = float("nan")
     #: the softmax weights of the matches used (aligned with the first len(weights) indices)
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    #: the best match's pose whether or not it made a fix (for evaluation and diagnostics)
+    #: the best match's pose whether or not it made a fix (for evaluation and diagnostics);
+    #: in sequence mode the posterior mode's pose
     best_pose: np.ndarray | None = None
+    #: sequence mode: the filter's state ("initializing", "tracking", "lost"); None: single
+    state: str | None = None
 
     @property
     def best_index(self) -> int:

@@ -96,19 +96,10 @@ class Localizer:
         if n == 0:
             return []
         depth = self.config.top_k if k is None else max(int(k), self.config.top_k)
-        pre = self.embedder.loaded.preprocess
-        t0 = time.perf_counter()
-        batch = np.stack([camera_input(image, pre, order) for image in images])
-        t1 = time.perf_counter()
-        queries = self.embedder.embed_camera(batch)
+        queries, shared = self.encode(images, order=order)
         t2 = time.perf_counter()
         found = self.database.search(queries, depth)
-        t3 = time.perf_counter()
-        shared = {
-            "preprocess": _ms(t1 - t0) / n,
-            "encode": _ms(t2 - t1) / n,
-            "search": _ms(t3 - t2) / n,
-        }
+        shared["search"] = _ms(time.perf_counter() - t2) / n
         extra = dict(timings_ms or {})
         query_norms = np.linalg.norm(queries.astype(np.float64), axis=1)
         out = []
@@ -123,6 +114,20 @@ class Localizer:
             timings["total"] = sum(timings.values())
             out.append(dataclasses.replace(est, timings_ms=timings))
         return out
+
+    def encode(
+        self, images: Sequence[np.ndarray], *, order: ColorOrder = "rgb"
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """Frames -> their (B, D) camera embeddings, and the preprocess and encode times per
+        frame (ms, the batch's divided by its size). The sequence localizer's front end."""
+        n = max(len(images), 1)
+        pre = self.embedder.loaded.preprocess
+        t0 = time.perf_counter()
+        batch = np.stack([camera_input(image, pre, order) for image in images])
+        t1 = time.perf_counter()
+        queries = self.embedder.embed_camera(batch)
+        t2 = time.perf_counter()
+        return queries, {"preprocess": _ms(t1 - t0) / n, "encode": _ms(t2 - t1) / n}
 
     def estimate(
         self,

@@ -10,7 +10,6 @@ import numpy as np
 from liploc_ros.localization.evaluation import (
     SUCCESS_THRESHOLD_M,
     FrameRecord,
-    ground_distances,
     retrieved_positions,
     truth_positions,
 )
@@ -40,10 +39,14 @@ def save_route_figure(
     matches = retrieved_positions(records, database)
     match_xy = matches[:, 0, :2] if matches.shape[1] else np.full((len(records), 2), np.nan)
     ok = np.array([r.estimate.ok for r in records], bool)
+    # a fix is drawn where it was published (the sequence filter's pose is no map entry's)
+    for i, r in enumerate(records):
+        if r.estimate.ok and r.estimate.pose is not None:
+            match_xy[i] = r.estimate.pose[:2, 3]
     has_truth = ~np.isnan(truth[:, 0])
     if has_truth.any():
-        error = ground_distances(truth, matches)[:, 0] if matches.shape[1] else None
-        good = has_truth & ok & (error < threshold_m) if error is not None else has_truth & False
+        error = np.hypot(*(match_xy - truth[:, :2]).T)
+        good = has_truth & ok & (error < threshold_m)
         bad = has_truth & ok & ~good
         none = has_truth & ~ok
         for a, b in zip(truth[bad, :2], match_xy[bad], strict=True):
@@ -63,5 +66,41 @@ def save_route_figure(
     ax.set_ylabel("y [m]")
     ax.set_title(title or f"{len(records)} frames, {ok.sum()} fixes", fontsize=9)
     ax.legend(loc="best", fontsize=8, markerscale=1.5)
+    ax.grid(True, lw=0.3, alpha=0.5)
+    return _save(fig, path)
+
+
+def save_error_figure(
+    path: str | Path,
+    records: Sequence[FrameRecord],
+    *,
+    threshold_m: float = SUCCESS_THRESHOLD_M,
+    title: str = "",
+) -> Path:
+    """Published position error against distance driven: fixes as dots (red beyond the
+    threshold), frames without a fix as grey ticks at the bottom."""
+    from liploc_ros.localization.track_metrics import fix_errors, travelled
+
+    plt = _pyplot()
+    truth = np.stack(
+        [r.truth if r.truth is not None else np.full((4, 4), np.nan) for r in records]
+    )
+    ok, err, _ = fix_errors([r.estimate for r in records], truth)
+    dist = travelled(np.where(np.isfinite(truth), truth, 0.0))
+    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=110)
+    judged = ok & np.isfinite(err)
+    good, bad = judged & (err < threshold_m), judged & (err >= threshold_m)
+    ax.scatter(dist[good], err[good], s=6, c=GREEN, linewidths=0, label=f"fix ({good.sum()})")
+    ax.scatter(dist[bad], err[bad], s=8, c=RED, linewidths=0,
+               label=f"fix > {threshold_m:g} m ({bad.sum()})")  # fmt: skip
+    none = ~ok
+    ax.scatter(dist[none], np.full(none.sum(), 0.0), s=12, marker="|", c=GREY,
+               label=f"no fix ({none.sum()})")  # fmt: skip
+    ax.axhline(threshold_m, color=RED, lw=0.6, ls="--")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlabel("distance driven [m]")
+    ax.set_ylabel("position error [m]")
+    ax.set_title(title or "error along the drive", fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
     ax.grid(True, lw=0.3, alpha=0.5)
     return _save(fig, path)

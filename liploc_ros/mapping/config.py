@@ -27,8 +27,10 @@ class MapBuildConfig:
     batch_size: int = 32
     #: "auto", "cpu", "cuda", "cuda:N"
     device: str = "auto"
-    #: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16", "bf16"
+    #: "auto" (fp16 on CUDA, bf16 on a CPU with bf16 units, else fp32), "fp32", "fp16", "bf16"
     precision: str = "auto"
+    #: inference runtime: "torch", "openvino", "onnxruntime" (liploc_ros.model.backends)
+    backend: str = "torch"
     #: how the embeddings are stored in the map
     dtype: Literal["float32", "float16"] = "float32"
     #: search index stored with the map: "auto", "flat", "ivf", "hnsw"
@@ -50,6 +52,9 @@ class MapBuildConfig:
             raise ConfigError(
                 f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}"
             )
+        from liploc_ros.model.backends import backend_spec
+
+        backend_spec(self.backend)  # an unknown name is a ConfigError listing the known ones
         if self.index not in INDEX_KINDS:
             raise ConfigError(f"index {self.index!r} is not one of {', '.join(INDEX_KINDS)}")
         if not self.device.strip():

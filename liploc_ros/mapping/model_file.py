@@ -1,6 +1,10 @@
 """Load whichever model file the user has: a liploc .safetensors or an authors' .pth.
 
-The kind is told by the file's first bytes, not its name. ``sensor`` swaps the LiDAR
+The kind is told by the file's first bytes, not its name
+(:func:`liploc_ros.model.file_kind.model_file_kind`, the one sniffer of the package). A
+relative path that does not exist is looked up in the package's share folder too
+(:func:`liploc_ros.paths.resolve_shared_path`), so ``models/liploc_demo.safetensors`` works
+from any directory once installed. ``sensor`` swaps the LiDAR
 geometry (beams, field of view, range) for another sensor's while keeping the model's own
 image rules (crop, empty-pixel value, distance filter), so that a model trained on HDL-64E
 scans can map with a VLP-16 or an Ouster.
@@ -13,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from liploc_ros.errors import CheckpointError, ConfigError
+from liploc_ros.errors import ConfigError
 from liploc_ros.model import LoadedModel, load_authors_checkpoint, load_model
-from liploc_ros.model.authors import sniff_checkpoint
+from liploc_ros.model.file_kind import model_file_kind
+from liploc_ros.paths import resolve_shared_path
 from liploc_ros.preprocess.config import RangeImageConfig, sensor_preset
 
 
@@ -44,10 +49,8 @@ def load_model_file(
     ``normalize`` says whether an authors' checkpoint is their "Norm" variant (the weights
     do not tell); a liploc file records it, so there it must be left None.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"model file {path} does not exist or is not a file")
-    kind = sniff_checkpoint(path)
+    path = resolve_shared_path(path)
+    kind = model_file_kind(path)
     if kind == "safetensors":
         if normalize is not None:
             raise ConfigError(
@@ -55,11 +58,6 @@ def load_model_file(
                 "the normalize option applies only to the authors' .pth checkpoints"
             )
         loaded = load_model(path, device=device)
-    elif kind == "torch":
-        loaded = load_authors_checkpoint(path, normalize=bool(normalize), device=device)
     else:
-        raise CheckpointError(
-            f"{path} is neither a liploc .safetensors model nor a PyTorch .pth checkpoint "
-            f"({'empty file' if kind == 'empty' else 'unknown signature'})"
-        )
+        loaded = load_authors_checkpoint(path, normalize=bool(normalize), device=device)
     return with_sensor(loaded, sensor) if sensor else loaded

@@ -281,6 +281,7 @@ def checkpoint_match(
         "source": source.name,
         "model_fingerprint": loaded.fingerprint,
         "precision": embedder.precision,
+        "backend": embedder.backend,
         "lidar": to_dict(loaded.preprocess.lidar),
         "lidar_image_size": loaded.preprocess.lidar_image_size,
         "keyframe_distance": config.keyframe_distance,

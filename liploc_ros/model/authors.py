@@ -23,6 +23,7 @@ from liploc_ros.device import resolve_device
 from liploc_ros.errors import CheckpointError
 from liploc_ros.model.checkpoint import LoadedModel
 from liploc_ros.model.config import MODEL_PRESETS, ModelConfig
+from liploc_ros.model.file_kind import model_file_kind, sniff_model_file
 from liploc_ros.model.liploc import create_empty_model
 from liploc_ros.model.weights import SHORT_FINGERPRINT_LEN, load_state_strict, state_dict_sha256
 from liploc_ros.preprocess.config import PreprocessConfig
@@ -50,33 +51,17 @@ _RESNET_NAMES = {
 
 
 def sniff_checkpoint(path: Path) -> str:
-    """``torch`` (zip or legacy pickle), ``safetensors``, ``empty`` or ``unknown``."""
-    with path.open("rb") as handle:
-        head = handle.read(16)
-    if not head:
-        return "empty"
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
-        return "torch"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    return "unknown"
+    """``torch`` (zip or legacy pickle), ``safetensors``, ``empty`` or ``unknown``
+    (:func:`liploc_ros.model.file_kind.sniff_model_file`)."""
+    return sniff_model_file(path)
 
 
 def read_authors_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state_dict in an authors' checkpoint, unwrapped (nesting, ``module.`` prefix)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
-    kind = sniff_checkpoint(path)
-    if kind == "empty":
-        raise CheckpointError(f"checkpoint {path} is empty")
-    if kind == "safetensors":
+    if model_file_kind(path) == "safetensors":
         raise CheckpointError(
             f"{path} is a safetensors file, not a PyTorch .pth; load it with load_model"
-        )
-    if kind == "unknown":
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint (no zip or pickle signature at its start)"
         )
     with path.open("rb") as handle:
         is_zip = handle.read(4) == b"PK\x03\x04"

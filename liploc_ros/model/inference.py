@@ -1,19 +1,20 @@
 """Embeddings as float32 NumPy arrays: the one way the rest of the package runs a model.
 
-The :class:`Embedder` owns the device, the precision and the batching, so that map building,
-evaluation and the ROS node all embed exactly alike.
+The :class:`Embedder` owns the backend, the device, the precision and the batching, so that
+map building, evaluation and the ROS node all embed exactly alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from liploc_ros.device import inference, resolve_device, resolve_precision
 from liploc_ros.errors import ConfigError, PreprocessError
+from liploc_ros.model.backends import DEFAULT_BACKEND, Side, create_runner
 from liploc_ros.model.checkpoint import LoadedModel
 from liploc_ros.preprocess.camera import ColorOrder
 from liploc_ros.preprocess.tensors import camera_input, lidar_input
@@ -22,9 +23,13 @@ from liploc_ros.preprocess.tensors import camera_input, lidar_input
 class Embedder:
     """Runs a loaded model's two encoders on batches of inputs, in eval mode.
 
-    The model is moved to ``device``. ``precision`` "auto" is fp16 autocast on CUDA and fp32
-    on the CPU (see :func:`liploc_ros.device.resolve_precision`); the outputs are always
-    float32 NumPy arrays on the host.
+    ``backend`` is who runs them: "torch" (the model itself, moved to ``device``),
+    "openvino" or "onnxruntime" (converted once and cached beside the model file, see
+    :mod:`liploc_ros.model.backends`). ``precision`` "auto" is fp16 on CUDA, bf16 on a CPU
+    with bf16 matrix units and fp32 on other CPUs (see
+    :func:`liploc_ros.device.resolve_precision`); the outputs are always float32 NumPy arrays
+    on the host. The torch backend's bf16 copy of the backbones is made here, so later
+    changes to ``loaded.model``'s weights are not seen; make a new Embedder after training.
     """
 
     def __init__(
@@ -34,17 +39,27 @@ class Embedder:
         device: str | torch.device = "auto",
         precision: str = "auto",
         batch_size: int = 32,
+        backend: str = DEFAULT_BACKEND,
+        cache_dir: str | Path | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.loaded = loaded
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(self.device, precision)
+        self.runner = create_runner(
+            backend, loaded, device=device, precision=precision, cache_dir=cache_dir
+        )
+        self.backend = backend
+        self.device = self.runner.device
+        self.precision = self.runner.precision
         self.batch_size = batch_size
-        self.model = loaded.model.to(self.device).eval()
+        self.model = loaded.model
         pre = loaded.preprocess
         self._camera_size = pre.camera.image_size
         self._lidar_size = pre.lidar_image_size
+
+    def describe(self) -> str:
+        """Backend, version, device and precision, for logs."""
+        return self.runner.describe()
 
     @property
     def embed_dim(self) -> int:
@@ -58,13 +73,13 @@ class Embedder:
         self, batch: torch.Tensor | np.ndarray, *, progress: bool = False
     ) -> np.ndarray:
         """(B, 3, S, S) preprocessed camera images -> (B, D) float32."""
-        return self._run(self.model.encode_camera, batch, self._camera_size, "camera", progress)
+        return self._run("camera", batch, self._camera_size, progress)
 
     def embed_lidar(
         self, batch: torch.Tensor | np.ndarray, *, progress: bool = False
     ) -> np.ndarray:
         """(B, 3, S, S) preprocessed range images -> (B, D) float32."""
-        return self._run(self.model.encode_lidar, batch, self._lidar_size, "lidar", progress)
+        return self._run("lidar", batch, self._lidar_size, progress)
 
     def embed_images(
         self, images: Sequence[np.ndarray], *, order: ColorOrder = "rgb", progress: bool = False
@@ -97,20 +112,13 @@ class Embedder:
         return np.concatenate(out)
 
     def _run(
-        self,
-        fn: Callable[[torch.Tensor], torch.Tensor],
-        batch: torch.Tensor | np.ndarray,
-        size: int,
-        what: str,
-        progress: bool,
+        self, side: Side, batch: torch.Tensor | np.ndarray, size: int, progress: bool
     ) -> np.ndarray:
-        tensor = _as_input_tensor(batch, size, what)
+        tensor = _as_input_tensor(batch, size, side)
         out = np.empty((tensor.shape[0], self.embed_dim), np.float32)
-        with inference(self.device, self.precision):
-            for start in _chunks(tensor.shape[0], self.batch_size, progress):
-                chunk = tensor[start : start + self.batch_size].to(self.device, torch.float32)
-                emb = fn(chunk)
-                out[start : start + len(chunk)] = emb.float().cpu().numpy()
+        for start in _chunks(tensor.shape[0], self.batch_size, progress):
+            chunk = tensor[start : start + self.batch_size]
+            out[start : start + len(chunk)] = self.runner.encode(side, chunk)
         return out
 
 

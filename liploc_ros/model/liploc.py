@@ -68,6 +68,28 @@ class LipLocModel(nn.Module):
         """(B, 3, S, S) preprocessed range images -> (B, embed_dim); None: the config's norm."""
         return self._finish(self.projection_lidar(self.encoder_lidar(x)), normalize)
 
+    def backbone(self, side: str) -> nn.Module:
+        """The timm backbone of ``side`` ("camera" or "lidar"): where nearly all FLOPs are."""
+        return self._encoder(side).model
+
+    def embed_features(
+        self, side: str, features: torch.Tensor, normalize: bool | None = None
+    ) -> torch.Tensor:
+        """Pooled backbone features -> embeddings: the authors' ``fc``, the projection head
+        and the L2 normalisation; ``encode_<side>(x)`` is this of ``backbone(side)(x)``.
+
+        Kept apart so that a reduced-precision backbone can feed an fp32 head."""
+        encoder = self._encoder(side)
+        if encoder.fc is not None:
+            features = encoder.fc(features)
+        head = self.projection_camera if side == "camera" else self.projection_lidar
+        return self._finish(head(features), normalize)
+
+    def _encoder(self, side: str) -> Encoder:
+        if side not in ("camera", "lidar"):
+            raise ValueError(f"side must be 'camera' or 'lidar', not {side!r}")
+        return self.encoder_camera if side == "camera" else self.encoder_lidar
+
     def forward(
         self, camera: torch.Tensor, lidar: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

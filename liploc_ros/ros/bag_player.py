@@ -14,8 +14,9 @@ the message class for its type support; a topic whose message package is not ins
 - ``clock``: rosgraph_msgs/Clock on ``/clock`` at ``clock_frequency`` Hz with the bag time
   being played, for nodes run with ``use_sim_time``.
 
-ROS 1 bags are refused (their messages are not ROS 2 CDR): convert them first
-(``rosbags-convert``).
+The bag is a ROS 2 bag folder, one of its storage files, or a bare ``.mcap`` file (or a
+folder of them) without metadata.yaml, as kitti2mcap writes. ROS 1 bags are refused (their
+messages are not ROS 2 CDR): convert them first (``rosbags-convert``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from liploc_ros.datasets.bag_paths import bag_reader_paths
 from liploc_ros.errors import ConfigError, DatasetError
 
 __all__ = ["BagPlayer", "PlayOptions", "PlayStats", "message_class", "play_bag"]
@@ -110,21 +112,16 @@ def message_class(type_name: str) -> type:
         raise ImportError(str(err)) from err
 
 
-def _bag_dir(path: Path) -> Path:
-    if path.is_dir():
-        if (path / "metadata.yaml").is_file():
-            return path
-        raise DatasetError(f"{path} is a directory without metadata.yaml, not a ROS 2 bag")
-    if path.is_file():
-        if path.suffix == ".bag":
-            raise DatasetError(
-                f"{path} is a ROS 1 bag: liploc play publishes ROS 2 bags only; convert it "
-                "with rosbags-convert (pip install rosbags) first"
-            )
-        if (path.parent / "metadata.yaml").is_file():
-            return path.parent
-        raise DatasetError(f"{path}: no metadata.yaml beside it; give the ROS 2 bag's directory")
-    raise DatasetError(f"no bag at {path}")
+def _bag_paths(path: Path) -> list[Path]:
+    """AnyReader's paths (:func:`~liploc_ros.datasets.bag_paths.bag_reader_paths`: a bag
+    folder, a bare .mcap, a folder of them), ROS 1 refused."""
+    paths = bag_reader_paths(path)
+    if any(p.suffix == ".bag" for p in paths):
+        raise DatasetError(
+            f"{path} is a ROS 1 bag: liploc play publishes ROS 2 bags only; convert it "
+            "with rosbags-convert (pip install rosbags) first"
+        )
+    return paths
 
 
 def _latched(connection: Any) -> bool:
@@ -158,11 +155,12 @@ class BagPlayer:
 
         self.node = node
         self.options = options
-        self.path = _bag_dir(Path(path).expanduser())
+        self.path = Path(path).expanduser()
+        self.paths = _bag_paths(self.path)
         self.on_publish = on_publish
         self.stats = PlayStats()
         try:
-            self.reader = AnyReader([self.path])
+            self.reader = AnyReader(self.paths)
             self.reader.open()
         except Exception as err:
             raise DatasetError(f"cannot open bag {self.path}: {err}") from err

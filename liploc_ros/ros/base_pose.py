@@ -9,7 +9,10 @@ that differs in roll or pitch places base_link elsewhere than the LiDAR. It is r
 exactly as the core computes it (:func:`~liploc_ros.localization.pose_deltas` and
 :func:`~liploc_ros.localization.weighted_covariance` with the config's floors), from the same
 top-k matches and weights, with each match's pose moved to base_link. With an identity
-mount the result equals the core's covariance. No rclpy here.
+mount the result equals the core's covariance. An estimate without matches to re-weight (the
+sequence filter's: its covariance is the posterior mode's spread) has its covariance carried
+over to first order instead: a small rotation of the LiDAR moves base_link by the lever arm.
+No rclpy here.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from liploc_ros.localization import (
 )
 from liploc_ros.mapdb import MapDatabase
 
-__all__ = ["BasePose", "base_pose"]
+__all__ = ["BasePose", "base_pose", "carried_covariance"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,19 @@ def base_pose(
     weights = np.asarray(estimate.weights, np.float64)
     used = np.asarray(estimate.indices, np.int64)[: len(weights)]
     if weights.size == 0 or (used < 0).any():  # not from estimate_pose: nothing to re-weight
-        return BasePose(best, np.array(estimate.covariance, np.float64))
+        lever = np.asarray(estimate.pose, np.float64)[:3, :3] @ T_lidar_base[:3, 3]
+        return BasePose(best, carried_covariance(estimate.covariance, lever))
     poses = database.poses_at(used) @ T_lidar_base
     cov = weighted_covariance(pose_deltas(poses, best), weights, config.std_floors)
     return BasePose(best, cov)
+
+
+def carried_covariance(covariance: np.ndarray, lever: np.ndarray) -> np.ndarray:
+    """A LiDAR pose's 6 x 6 covariance carried to a point ``lever`` (map axes) away: a small
+    rotation ``dtheta`` about the map's axes moves that point by ``dtheta x lever`` more
+    than the LiDAR, and turns it alike (first order: ``J cov J^T``)."""
+    x, y, z = np.asarray(lever, np.float64)
+    J = np.eye(6)
+    J[:3, 3:] = -np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    out = J @ np.asarray(covariance, np.float64) @ J.T
+    return 0.5 * (out + out.T)

@@ -11,6 +11,10 @@ a fix; it skips frames when it is slower than the camera. The figures, and what 
   / poses; **median error**: ground distance of the published poses from the truth.
 - **latency**: image published -> the node's answer for it received, both on this
   machine's clock.
+- **single-frame vs sequence** (:func:`pose_figures`, :func:`side_by_side`): the same
+  figures of two sets of poses over the same localized frames, the node's (sequence mode,
+  with odometry) and each frame's own estimate, plus the wrong fixes (beyond the threshold)
+  and the distance driven to the first fix.
 - **chance**: the Recall@1 of a uniformly random map entry (mean fraction of map entries
   within 20 m of each played frame's true position).
 
@@ -32,10 +36,13 @@ from liploc_ros.errors import DatasetError
 __all__ = [
     "SUCCESS_THRESHOLD_M",
     "DemoFigures",
+    "PoseFigures",
     "Received",
     "evaluate_run",
+    "pose_figures",
     "read_ground_truth",
     "save_demo_figure",
+    "side_by_side",
     "stamp_key",
 ]
 
@@ -169,6 +176,82 @@ def evaluate_run(
     )
 
 
+@dataclass(frozen=True)
+class PoseFigures:
+    """One mode's poses over the frames the node localized."""
+
+    frames: int
+    poses: int
+    fix_ratio: float
+    #: poses within the threshold, and within 5 m, as shares of the poses
+    fix_precision: float
+    fix_precision_5m: float
+    median_error_m: float
+    #: poses beyond the threshold
+    wrong_fixes: int
+    #: distance driven (along the played frames' truth) before the first pose
+    first_fix_distance_m: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: _finite_or_none(v) for k, v in asdict(self).items()}
+
+
+def pose_figures(
+    poses: Sequence[Received],
+    truth: Mapping[int, np.ndarray],
+    played_stamps: Sequence[float],
+    frames: int,
+    threshold_m: float = SUCCESS_THRESHOLD_M,
+) -> PoseFigures:
+    """The figures of ``poses`` for ``frames`` localized frames (see the module docstring)."""
+    err = _errors(poses, truth)
+    judged = err[np.isfinite(err)]
+
+    def share(ok: np.ndarray) -> float:
+        return float(ok.mean()) if judged.size else math.nan
+
+    keys = [k for k in map(stamp_key, played_stamps) if k in truth]
+    xy = np.array([truth[k][:2] for k in keys]).reshape(-1, 2)
+    steps = np.hypot(*np.diff(xy, axis=0).T) if len(xy) > 1 else np.zeros(0)
+    driven = dict(zip(keys, np.concatenate([[0.0], np.cumsum(steps)])[: len(keys)], strict=True))
+    firsts = [driven[k] for k in (stamp_key(p.stamp) for p in poses) if k in driven]
+    return PoseFigures(
+        frames=int(frames),
+        poses=len(poses),
+        fix_ratio=len(poses) / frames if frames else math.nan,
+        fix_precision=share(judged < threshold_m),
+        fix_precision_5m=share(judged < 5.0),
+        median_error_m=_median(err),
+        wrong_fixes=int((judged >= threshold_m).sum()),
+        first_fix_distance_m=float(min(firsts)) if firsts else math.nan,
+    )
+
+
+def side_by_side(
+    columns: Mapping[str, PoseFigures], threshold_m: float = SUCCESS_THRESHOLD_M
+) -> list[str]:
+    """The figures of several modes as a table, one line per figure."""
+    t = f"{threshold_m:g}"
+
+    def fmt(value: float, spec: str, unit: str = "") -> str:
+        return "n/a" if not math.isfinite(value) else format(value, spec) + unit
+
+    rows = [
+        ("fix ratio", lambda f: fmt(f.fix_ratio, ".3f")),
+        (f"fixes within {t} m", lambda f: fmt(f.fix_precision, ".3f")),
+        ("fixes within 5 m", lambda f: fmt(f.fix_precision_5m, ".3f")),
+        ("median error", lambda f: fmt(f.median_error_m, ".1f", " m")),
+        (f"wrong fixes (> {t} m)", lambda f: str(f.wrong_fixes)),
+        ("first fix after", lambda f: fmt(f.first_fix_distance_m, ".0f", " m")),
+    ]
+    width = max(16, *(len(name) + 2 for name in columns))
+    head = "".join(name.rjust(width) for name in columns)
+    lines = [f"  {'':<22}{head}"]
+    for label, cell in rows:
+        lines.append(f"  {label:<22}" + "".join(cell(f).rjust(width) for f in columns.values()))
+    return lines
+
+
 def save_demo_figure(
     path: str | Path,
     map_positions: np.ndarray,
@@ -180,10 +263,11 @@ def save_demo_figure(
     threshold_m: float = SUCCESS_THRESHOLD_M,
     title: str = "",
 ) -> Path:
-    """The map's route in grey; each played frame at its true position: green when its best
-    match lies within the threshold, red (with a line to the match) beyond it; a dot for a
-    frame with a published pose, a cross without fix, a hollow grey circle for a frame the
-    node did not localize (dropped)."""
+    """The map's route in grey; each played frame at its true position: a dot where the node
+    published a pose, green when the pose lies within the threshold, red (with a line to the
+    pose) beyond it; a cross where it published none, green or red by its best match (what
+    retrieval alone said: in sequence mode the filter may rightly ignore it); a hollow grey
+    circle for a frame the node did not localize (dropped)."""
     from liploc_ros.viz import _pyplot, _save
 
     plt = _pyplot()
@@ -191,7 +275,7 @@ def save_demo_figure(
     route = np.asarray(map_positions)[:, :2]
     ax.plot(route[:, 0], route[:, 1], "-", color="#b8b8b8", lw=3, label="map route", zorder=1)
     best = {stamp_key(m.stamp): np.asarray(m.position)[:2] for m in matches}
-    fixed = {stamp_key(p.stamp) for p in poses}
+    fixed = {stamp_key(p.stamp): np.asarray(p.position)[:2] for p in poses}
     groups: dict[tuple[bool, bool], list[np.ndarray]] = {}
     dropped = []
     for stamp in played_stamps:
@@ -199,22 +283,23 @@ def save_demo_figure(
         gt = truth.get(key)
         if gt is None:
             continue
-        if key not in best:
+        if key not in best and key not in fixed:
             dropped.append(gt[:2])
             continue
-        good = bool(np.hypot(*(best[key] - gt[:2])) < threshold_m)
-        if not good:
-            ax.plot(*zip(gt[:2], best[key], strict=True), "-", color="#d62728", lw=0.4, alpha=0.4)
+        shown = fixed.get(key, best.get(key))
+        good = shown is not None and bool(np.hypot(*(shown - gt[:2])) < threshold_m)
+        if key in fixed and not good:
+            ax.plot(*zip(gt[:2], shown, strict=True), "-", color="#d62728", lw=0.4, alpha=0.4)
         groups.setdefault((good, key in fixed), []).append(gt[:2])
     if dropped:
         d = np.array(dropped)
         ax.scatter(d[:, 0], d[:, 1], s=14, facecolors="none", edgecolors="#9a9a9a",
                    label=f"not localized (dropped, {len(d)})", zorder=2)  # fmt: skip
     styles = {
-        (True, True): ("#2ca02c", "o", "best match within {t} m, pose published"),
-        (True, False): ("#2ca02c", "x", "best match within {t} m, no fix"),
-        (False, True): ("#d62728", "o", "best match > {t} m off, pose published"),
-        (False, False): ("#d62728", "x", "best match > {t} m off, no fix"),
+        (True, True): ("#2ca02c", "o", "pose published, within {t} m"),
+        (False, True): ("#d62728", "o", "pose published, > {t} m off"),
+        (True, False): ("#2ca02c", "x", "no pose; best match within {t} m"),
+        (False, False): ("#d62728", "x", "no pose; best match > {t} m off"),
     }
     for group, (color, marker, text) in styles.items():
         if group in groups:

@@ -117,7 +117,8 @@ class SessionResult:
 
     #: the published fixes (~/pose)
     poses: list[Received] = field(default_factory=list)
-    #: the best match of every localized frame, fix or not (the ARROW on ~/markers)
+    #: the best match of every localized frame, fix or not (the first of the top-k spheres
+    #: on ~/markers: in sequence mode the ARROW is the filter's estimate, not the match)
     matches: list[Received] = field(default_factory=list)
     #: stamps of the images played, in order
     played_stamps: list[float] = field(default_factory=list)
@@ -158,8 +159,8 @@ class _Collector:
     def _on_markers(self, msg: MarkerArray) -> None:
         received = time.monotonic()
         for marker in msg.markers:
-            if marker.ns == MATCH_NS and marker.type == Marker.ARROW:
-                p = marker.pose.position
+            if marker.ns == MATCH_NS and marker.type == Marker.SPHERE_LIST and marker.points:
+                p = marker.points[0]  # the top-k entries, best first
                 stamp = stamp_to_seconds(marker.header.stamp)
                 with self.lock:
                     self.matches.append((stamp, (p.x, p.y, p.z), received))
@@ -200,12 +201,14 @@ def play_into_localizer(
     rate: float = 1.0,
     clock: bool = True,
     namespace: str = "",
+    odometry_topic: str | None = None,
     startup_timeout: float = 180.0,
     drain_timeout: float = 30.0,
     progress: Callable[[str], None] = print,
 ) -> SessionResult:
-    """Wait for the node to subscribe, play ``image_topic`` of ``bag`` at ``rate``, collect
-    every pose until the node has handled the last frame (bounded waits throughout)."""
+    """Wait for the node to subscribe, play ``image_topic`` (and ``odometry_topic``) of
+    ``bag`` at ``rate``, collect every pose until the node has handled the last frame
+    (bounded waits throughout)."""
     import numpy as np
 
     context = rclpy.Context()
@@ -221,29 +224,21 @@ def play_into_localizer(
         collector = _Collector(node, namespace)
         published: dict[int, float] = {}
 
-        options = PlayOptions(rate=rate, topics=(image_topic,), clock=clock)
+        topics = (image_topic,) + ((odometry_topic,) if odometry_topic else ())
+        options = PlayOptions(rate=rate, topics=topics, clock=clock)
         with BagPlayer(node, bag, options) as player:
             msgtype = next(c.msgtype for c in player.reader.connections if c.topic == image_topic)
 
             def on_publish(topic: str, t: int, raw: bytes) -> None:
+                if topic != image_topic:
+                    return
                 msg = player.reader.deserialize(raw, msgtype)
                 stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 published[stamp_key(stamp)] = time.monotonic()
                 result.played_stamps.append(stamp)
 
             player.on_publish = on_publish
-            deadline = time.monotonic() + startup_timeout
-            while not player.wait_for_subscribers([image_topic], 0.5):
-                if not process.running:
-                    raise LiplocError(
-                        f"localizer_node exited with code {process.proc.returncode} before "
-                        f"subscribing to {image_topic}:\n{process.log_tail()}"
-                    )
-                if time.monotonic() > deadline:
-                    raise LiplocError(
-                        f"localizer_node did not subscribe to {image_topic} within "
-                        f"{startup_timeout:.0f} s:\n{process.log_tail()}"
-                    )
+            _wait_for_node(player, topics, process, startup_timeout)
             count = sum(c.msgcount for c in player.reader.connections if c.topic == image_topic)
             progress(
                 f"playing {count} frames of {image_topic} at rate {rate:g} "
@@ -270,6 +265,24 @@ def play_into_localizer(
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def _wait_for_node(
+    player: BagPlayer, topics: tuple[str, ...], process: LocalizerProcess, timeout: float
+) -> None:
+    """Until the node subscribes to every topic played; LiplocError if it exits or is late."""
+    deadline = time.monotonic() + timeout
+    while not player.wait_for_subscribers(list(topics), 0.5):
+        if not process.running:
+            raise LiplocError(
+                f"localizer_node exited with code {process.proc.returncode} before "
+                f"subscribing to {', '.join(topics)}:\n{process.log_tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise LiplocError(
+                f"localizer_node did not subscribe to {', '.join(topics)} within "
+                f"{timeout:.0f} s:\n{process.log_tail()}"
+            )
 
 
 def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:

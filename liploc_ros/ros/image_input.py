@@ -2,7 +2,10 @@
 
 The causes name what an operator has to fix (the driver's encoding, its step, a broken
 JPEG stream), so that the node can throttle its warnings per cause and count them.
-Decoding itself is :func:`liploc_ros.ros.conversions.image_to_rgb`.
+Decoding itself is :func:`liploc_ros.ros.conversions.image_to_rgb`. A raw Image whose
+buffer holds more than ``step x height`` bytes decodes from its first ``step x height``
+bytes (drivers that pad their buffers are common and the picture is intact);
+:func:`trailing_bytes` tells the node how many were ignored, so that it can say so once.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "ZERO_SIZE",
     "BadImageError",
     "decode_image",
+    "trailing_bytes",
 ]
 
 UNSUPPORTED_ENCODING = "unsupported encoding"
@@ -49,6 +53,14 @@ def decode_image(msg: Any) -> np.ndarray:
         return image_to_rgb(msg)
     except LiplocError as err:
         raise BadImageError(_cause(msg, err), str(err)) from err
+
+
+def trailing_bytes(msg: Any) -> int:
+    """Bytes after the ``step x height`` an Image needs (0 for CompressedImage and for a
+    buffer of the right size or shorter)."""
+    if isinstance(msg, CompressedImage):
+        return 0
+    return max(0, len(msg.data) - int(msg.step) * int(msg.height))
 
 
 def _cause(msg: Any, err: LiplocError) -> str:

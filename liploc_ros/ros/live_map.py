@@ -11,7 +11,10 @@ LiDAR), at most ``pose_timeout`` seconds, then is dropped and counted; scans are
 the builder in arrival order, so keyframe decisions are the same as in an offline build of
 the same data. Saving (:meth:`save`, :meth:`close`) goes through the worker too: it adds
 every queued scan whose pose is known, embeds what is pending, and writes the map
-atomically. No rclpy here: the class is tested without ROS.
+atomically. An unexpected error (a bug, a pose source failing in a way it should not) is
+logged without going through anything that can raise, counted (``LiveStats.errors``) and
+the worker goes on; :attr:`LiveMapBuilder.alive` lets the node exit (non-zero) should the
+worker thread end anyway. No rclpy here: the class is tested without ROS.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 
 from liploc_ros.errors import LiplocError
 from liploc_ros.ros.pose_sources import NoPoseError, PoseLookup
+from liploc_ros.ros.safe_log import safe_log
 
 __all__ = ["LiveMapBuilder", "LiveStats", "SaveResult"]
 
@@ -67,6 +71,8 @@ class LiveStats:
     dropped_overflow: int = 0
     #: scans the builder refused (e.g. no point in the range image's field of view)
     dropped_invalid: int = 0
+    #: unexpected errors of the worker (each logged with its traceback; the worker goes on)
+    errors: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,11 @@ class LiveMapBuilder:
         with self._cond:
             self._cond.notify()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread runs (it ends only in :meth:`close`)."""
+        return self._thread.is_alive()
+
     def stats(self) -> LiveStats:
         with self._cond:
             return replace(self._stats, pending=len(self._queue))
@@ -172,6 +183,14 @@ class LiveMapBuilder:
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise LiplocError(f"the map worker did not finish within {timeout} s")
+        if future is not None and not future.done():
+            # the worker had ended before (it should not): the builder is ours alone now,
+            # so the map gathered so far is still saved
+            try:
+                self._drain(final=True)
+            except Exception:
+                self._internal_error("adding the last scans")
+            self._save(Path(save_to), future)
         return future.result(0) if future is not None else None
 
     def warn(self, kind: str, message: str) -> None:
@@ -183,7 +202,17 @@ class LiveMapBuilder:
             return
         self._last_warning[kind] = (now, 0)
         more = f" ({suppressed} more like it not shown)" if suppressed else ""
-        self._warn_fn(message + more)
+        safe_log(self._warn_fn, message + more)
+
+    def _internal_error(self, what: str) -> None:
+        """Count and log (with the traceback) an unexpected error; never raises."""
+        try:
+            self._bump(errors=1)
+            safe_log(
+                self._warn_fn, f"map worker failed {what}, it goes on:\n{traceback.format_exc()}"
+            )
+        except Exception:  # the report itself failed: the worker must live on
+            pass
 
     # -- the worker ----------------------------------------------------------------------
 
@@ -201,7 +230,10 @@ class LiveMapBuilder:
                     self._cond.wait(0.05 if self._queue else None)
                 stopping = self._stop
                 saves, self._saves = self._saves, []
-            self._drain(final=stopping)
+            try:
+                self._drain(final=stopping)
+            except Exception:  # anything _drain does not handle itself: count, log, go on
+                self._internal_error("adding scans")
             for path, future in saves:
                 self._save(path, future)
             if stopping:
@@ -218,6 +250,9 @@ class LiveMapBuilder:
                 pose = self.poses.lookup(scan.frame_id, scan.stamp)
             except NoPoseError as err:
                 pose, reason = None, str(err)
+            except Exception as err:  # a pose source bug: drop this scan, not the worker
+                self._internal_error(f"looking up the pose of the scan stamped {scan.stamp:.3f} s")
+                pose, reason = None, f"the pose lookup failed ({type(err).__name__})"
             else:
                 reason = f"no pose within pose_timeout ({self.pose_timeout} s)"
                 if pose is None and not final and self._clock() - scan.arrival < self.pose_timeout:
@@ -239,7 +274,7 @@ class LiveMapBuilder:
             return
         except Exception:  # a bug must not kill the worker silently: say it, keep going
             self._bump(dropped_invalid=1)
-            self._warn_fn(f"map worker failed on a scan:\n{traceback.format_exc()}")
+            self._internal_error(f"on the scan stamped {scan.stamp:.3f} s")
             return
         with self._cond:
             self._bump(posed=1)

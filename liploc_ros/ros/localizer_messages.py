@@ -31,11 +31,13 @@ from liploc_ros.ros.localizer_stats import StatsWindow
 
 __all__ = [
     "MATCH_NS",
+    "PARTICLES_NS",
     "ROUTE_NS",
     "UNKNOWN_TWIST_VARIANCE",
     "diagnostics_message",
     "match_markers",
     "odometry_message",
+    "particle_markers",
     "pose_message",
     "route_markers",
     "transform_message",
@@ -46,10 +48,12 @@ UNKNOWN_TWIST_VARIANCE = 1e6
 
 ROUTE_NS = "liploc_map_route"
 MATCH_NS = "liploc_match"
+PARTICLES_NS = "liploc_particles"
 _GREEN = ColorRGBA(r=0.17, g=0.63, b=0.17, a=1.0)
 _RED = ColorRGBA(r=0.84, g=0.15, b=0.16, a=1.0)
 _GREY = ColorRGBA(r=0.6, g=0.6, b=0.6, a=0.8)
 _BLUE = ColorRGBA(r=0.12, g=0.47, b=0.71, a=0.6)
+_ORANGE = ColorRGBA(r=1.0, g=0.5, b=0.05, a=0.8)
 
 
 def pose_message(
@@ -179,6 +183,36 @@ def match_markers(
     return MarkerArray(markers=[arrow, lines, spheres])
 
 
+def particle_markers(
+    xy: np.ndarray,
+    z: float,
+    stamp: Time,
+    frame_id: str,
+    *,
+    size: float = 0.4,
+    max_points: int = 2000,
+) -> MarkerArray:
+    """The sequence filter's particles (N x 2 ground positions at height ``z``) as one
+    POINTS marker; more than ``max_points`` are drawn through every n-th (a sample of an
+    equally weighted set is the same posterior)."""
+    pts = np.asarray(xy, np.float64).reshape(-1, 2)
+    if len(pts) > max_points:
+        pts = pts[:: -(-len(pts) // max_points)]
+    xyz = np.column_stack([pts, np.full(len(pts), float(z))])
+    marker = Marker(
+        header=Header(stamp=stamp, frame_id=frame_id),
+        ns=PARTICLES_NS,
+        id=0,
+        type=Marker.POINTS,
+        action=Marker.ADD,
+        scale=Vector3(x=size, y=size),
+        color=_ORANGE,
+        points=_points(xyz),
+    )
+    marker.pose.orientation.w = 1.0
+    return MarkerArray(markers=[marker])
+
+
 def _fmt(value: float, fmt: str = ".3f") -> str:
     return "nan" if value is None or not math.isfinite(value) else format(value, fmt)
 
@@ -192,17 +226,27 @@ def diagnostics_message(
     warnings: Mapping[str, int],
     *,
     waiting_for: tuple[str, ...] = (),
+    tracking: Mapping[str, str] | None = None,
 ) -> DiagnosticArray:
-    """One DiagnosticStatus: OK while frames are localized, WARN without frames or fixes."""
-    if window.frames == 0:
+    """One DiagnosticStatus: OK while frames are localized, WARN without frames or fixes,
+    ERROR when the worker failed unexpectedly in the period. ``tracking``: sequence mode's
+    values (``state`` first: the message says it)."""
+    state = f" ({tracking['state']})" if tracking and "state" in tracking else ""
+    if window.errors:
+        level = DiagnosticStatus.ERROR
+        message = (
+            f"{window.errors} internal error(s) in the last {window.period_s:.1f} s (see the "
+            "log); the worker goes on"
+        )
+    elif window.frames == 0:
         level = DiagnosticStatus.WARN
         waiting = f" (no publisher yet on {', '.join(waiting_for)})" if waiting_for else ""
         message = f"no camera frames in the last {window.period_s:.1f} s{waiting}"
     elif window.fixes == 0:
-        level, message = DiagnosticStatus.WARN, f"{window.frames} frames, no fix"
+        level, message = DiagnosticStatus.WARN, f"{window.frames} frames, no fix{state}"
     else:
         level = DiagnosticStatus.OK
-        message = f"{window.rate_hz:.1f} Hz, {window.fix_ratio:.0%} fixes"
+        message = f"{window.rate_hz:.1f} Hz, {window.fix_ratio:.0%} fixes{state}"
     dropped = sum(c.dropped for c in cameras.values())
     values = {
         "rate_hz": _fmt(window.rate_hz, ".2f"),
@@ -219,6 +263,8 @@ def diagnostics_message(
         "total_fixes": str(window.total_fixes),
         "total_dropped": str(dropped),
         "total_bad_input": str(window.total_bad),
+        "total_internal_errors": str(window.total_errors),
+        **(tracking or {}),
     }
     for camera, counts in cameras.items():
         values[f"{camera}: received"] = str(counts.received)

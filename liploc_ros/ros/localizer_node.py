@@ -6,10 +6,18 @@
   newest-frame slot (:class:`~liploc_ros.ros.frame_slots.LatestFrameSlots`); one worker
   thread decodes and localizes the newest frame of the camera that has waited longest. A
   slow model therefore drops frames instead of queueing them, and no camera starves.
+- ``mode: sequence`` (default): the frames go through the sequence filter
+  (:class:`~liploc_ros.localization.tracking.TrackingLocalizer`, Monte Carlo localization)
+  with the odometry at each image's stamp (:mod:`~liploc_ros.ros.odometry_input`: tf
+  ``odom_frame -> base_frame`` or ``odom_topic``); a pose is published only while the filter
+  tracks, with the filter's covariance. ``~/relocalize`` (std_srvs/Trigger service, and an
+  std_msgs/Empty topic) restarts global localization. ``mode: single``: every frame alone.
 - Publishes, stamped with the image's stamp in ``map_frame``: ``~/pose``
   (PoseWithCovarianceStamped, for robot_localization's poseN), ``~/odom`` (Odometry,
   ``publish_odom``), ``~/markers`` (the map's route once, latched, and the current match),
-  ``/diagnostics`` (rate, latency, score, fix ratio, drops) every ``diagnostics_period``.
+  ``/diagnostics`` (rate, latency, score, fix ratio, drops; in sequence mode the filter's
+  state, effective particles, tracked share, frames without odometry) every
+  ``diagnostics_period``; in sequence mode the particles on ``~/markers`` (every 0.5 s).
   The pose is base_frame's: ``T_map_base = T_map_lidar @ inv(T_base_lidar)``
   (:mod:`~liploc_ros.ros.base_pose`). Frames without a fix publish no pose.
 - ``publish_tf``: broadcasts map -> odom from each fix and tf's odom -> base (tf2_ros needed).
@@ -20,7 +28,13 @@
 Model and map are loaded once, then one warm-up frame; a missing, corrupt or mismatched
 model or map, or a bad parameter, is a FATAL log line and exit code 1. A bad frame
 (unsupported encoding, zero size, wrong step, corrupt JPEG) is a warning, throttled per
-cause, and the node carries on.
+cause, and the node carries on. An unexpected error on a frame is logged, counted and
+reported as ERROR on /diagnostics, and the worker goes on with the next frame; should the
+worker thread ever end while the node runs, the node says so and exits with code 1, so that
+a supervisor (launch ``respawn``, systemd) restarts it. Outside ``use_sim_time``, a frame
+stamped more than ``max_stamp_offset`` from the node's clock is localized but warned about
+and left out of the latency figures; an Image with bytes after ``step x height`` is decoded
+from its first ``step x height`` bytes, said once per camera.
 """
 
 from __future__ import annotations
@@ -46,6 +60,7 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Empty
 from visualization_msgs.msg import MarkerArray
 
 from liploc_ros.datasets.interpolation import invert_transform
@@ -54,16 +69,21 @@ from liploc_ros.ros import conversions as conv
 from liploc_ros.ros import localizer_messages as msgs
 from liploc_ros.ros.base_pose import BasePose, base_pose
 from liploc_ros.ros.frame_slots import LatestFrameSlots, TakenFrame
-from liploc_ros.ros.image_input import BadImageError, decode_image
+from liploc_ros.ros.image_input import BadImageError, decode_image, trailing_bytes
 from liploc_ros.ros.localizer_params import DESCRIPTIONS, LocalizerNodeConfig
-from liploc_ros.ros.localizer_stats import LocalizerStats
+from liploc_ros.ros.localizer_setup import load_localizer
+from liploc_ros.ros.localizer_stats import LocalizerStats, stamp_is_far
 from liploc_ros.ros.map_odom_tf import MapToOdom
+from liploc_ros.ros.odometry_input import OdometryInput
 from liploc_ros.ros.params import declare_config, read_config
 from liploc_ros.ros.pose_sources import extrinsic_matrix
+from liploc_ros.ros.safe_log import severity_log
 from liploc_ros.ros.spin import spin_until_signal
 from liploc_ros.ros.throttle import WarningThrottle
+from liploc_ros.ros.tracking_session import TrackingSession
 
-try:  # a minimal ROS install may lack std_srvs: then there is no ~/publish_initialpose
+try:  # a minimal ROS install may lack std_srvs: no ~/publish_initialpose, no ~/relocalize
+    # service (the ~/relocalize topic stays)
     from std_srvs.srv import Trigger
 except ImportError:
     Trigger = None
@@ -92,15 +112,20 @@ class LocalizerNode(Node):
         declare_config(self, LocalizerNodeConfig, DESCRIPTIONS)
         self.cfg = cfg = read_config(self, LocalizerNodeConfig)
         log = self.get_logger()
-        self.localizer = _load_localizer(cfg, log)
+        self.localizer, tracker = load_localizer(cfg, log)
         self.database = self.localizer.database
         self.frame_id = cfg.map_frame or self.localizer.frame_id
         self.T_base_lidar = extrinsic_matrix(cfg.base_to_lidar)
         self.T_lidar_base = invert_transform(self.T_base_lidar)
         self.stats = LocalizerStats()
-        self.throttle = WarningThrottle(log.warning, cfg.warn_period)  # frames, tf
-        self._graph_warnings = WarningThrottle(log.warning, 30.0)  # image topics of a bad type
-        self._waiting = WarningThrottle(log.info, 30.0)  # image topics without publisher
+        # one log function per severity: rclpy refuses two severities from one call site
+        warning, info = severity_log(log, "warning"), severity_log(log, "info")
+        self.throttle = WarningThrottle(warning, cfg.warn_period)  # frames, tf
+        self._graph_warnings = WarningThrottle(warning, 30.0)  # image topics of a bad type
+        self._waiting = WarningThrottle(info, 30.0)  # image topics without publisher
+        self._errors = WarningThrottle(severity_log(log, "error"), cfg.warn_period)  # bugs
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
+        self._padded: set[str] = set()  # cameras told about bytes after step x height
 
         self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, "~/pose", 10)
         self.odom_pub = self.create_publisher(Odometry, "~/odom", 10) if cfg.publish_odom else None
@@ -112,16 +137,9 @@ class LocalizerNode(Node):
         self._confident: tuple[BasePose, Any, float] | None = None
         if Trigger is not None:
             self.create_service(Trigger, "~/publish_initialpose", self._on_initialpose_request)
-        self.match_pub = None
+        self.match_pub = self.particles_pub = None
         if cfg.publish_markers:
-            # two latched publishers on one topic: a late RViz gets the route and the last match
-            route_pub = self.create_publisher(MarkerArray, "~/markers", LATCHED_QOS)
-            self.match_pub = self.create_publisher(MarkerArray, "~/markers", LATCHED_QOS)
-            route = self.database.poses @ self.T_lidar_base
-            route_pub.publish(
-                msgs.route_markers(route[:, :3, 3], self.database.source_index, self.frame_id)
-            )
-            self._route_pub = route_pub
+            self._create_marker_publishers(particles=tracker is not None)
         self._tf = None
         if cfg.publish_tf:
             frames = (self.frame_id, cfg.odom_frame, cfg.base_frame)
@@ -132,6 +150,7 @@ class LocalizerNode(Node):
                     "broadcast; poses are still published)"
                 )
 
+        self.tracking = self._create_tracking(tracker) if tracker is not None else None
         self.topics = [self.resolve_topic_name(t) for t in cfg.image_topics]
         self.slots: LatestFrameSlots[Any] = LatestFrameSlots(self.topics)
         self._subscribed: dict[str, str] = {}
@@ -147,8 +166,31 @@ class LocalizerNode(Node):
         log.info(
             f"ready: {len(self.database)} map entries in '{self.frame_id}', publishing "
             f"{self.resolve_topic_name('~/pose')} for '{cfg.base_frame}'; cameras: "
-            f"{', '.join(self.topics)}"
+            f"{', '.join(self.topics)}; {cfg.mode} mode"
+            + (f", odometry: {self.tracking.odometry.label}" if self.tracking else "")
         )
+
+    def _create_marker_publishers(self, *, particles: bool) -> None:
+        """Latched publishers on ~/markers, one per kind, so that a late RViz gets the route,
+        the last match and (sequence mode) the last particles; the route goes out now."""
+        route_pub = self.create_publisher(MarkerArray, "~/markers", LATCHED_QOS)
+        self.match_pub = self.create_publisher(MarkerArray, "~/markers", LATCHED_QOS)
+        route = self.database.poses @ self.T_lidar_base
+        route_pub.publish(
+            msgs.route_markers(route[:, :3, 3], self.database.source_index, self.frame_id)
+        )
+        self._route_pub = route_pub
+        if particles:
+            self.particles_pub = self.create_publisher(MarkerArray, "~/markers", LATCHED_QOS)
+
+    def _create_tracking(self, tracker: Any) -> TrackingSession:
+        """Sequence mode: the odometry source, and ~/relocalize as a service (std_srvs) and
+        as an std_msgs/Empty topic (always)."""
+        odometry = OdometryInput.create(self, self.cfg, self.T_base_lidar, self.throttle.warn)
+        if Trigger is not None:
+            self.create_service(Trigger, "~/relocalize", self._on_relocalize_request)
+        self.create_subscription(Empty, "~/relocalize", self._on_relocalize_message, 10)
+        return TrackingSession(tracker, odometry)
 
     # -- camera topics --------------------------------------------------------------------
     def _discover(self) -> None:
@@ -182,14 +224,32 @@ class LocalizerNode(Node):
 
     # -- the worker -----------------------------------------------------------------------
     def _work(self) -> None:
+        """Localize frames until closed; a failure on one frame never ends the loop."""
         while not self._stop.is_set():
+            self._apply_relocalize()  # also while no frame comes
             taken = self.slots.take(timeout=0.25)
             if taken is None:
                 continue
             try:
                 self._process(taken)
-            except Exception:  # a bug must not kill the worker silently: say it, carry on
-                self.throttle.warn("internal error", f"frame failed:\n{traceback.format_exc()}")
+            except Exception:  # a bug: count it, say it, go on with the next frame
+                self._internal_error(taken)
+
+    def _internal_error(self, taken: TakenFrame[Any]) -> None:
+        """Count and log (throttled, ERROR) a frame the worker failed on; never raises."""
+        try:
+            self.stats.record_error()
+            self._errors.warn(
+                "internal error",
+                f"{taken.camera}: frame failed, the worker goes on with the next one:\n"
+                f"{traceback.format_exc()}",
+            )
+        except Exception:  # the report itself failed: the worker must live on
+            pass
+
+    def worker_alive(self) -> bool:
+        """False once the worker thread has ended (only :meth:`close` should end it)."""
+        return self._worker.is_alive()
 
     def _process(self, taken: TakenFrame[Any]) -> None:
         t0 = time.monotonic()
@@ -202,7 +262,19 @@ class LocalizerNode(Node):
             self.throttle.warn(err.cause, f"{taken.camera}: frame at {stamp:.3f} s dropped: {err}")
             return
         decode_ms = 1e3 * (time.monotonic() - t0)
-        est = self.localizer.localize(rgb, stamp, timings_ms={"decode": decode_ms})
+        extra = trailing_bytes(msg)
+        if extra and taken.camera not in self._padded:
+            self._padded.add(taken.camera)
+            self.get_logger().warning(
+                f"{taken.camera}: Image data holds {extra} bytes after step x height "
+                f"({msg.step} x {msg.height}); frames are decoded from the first "
+                f"{msg.step * msg.height} bytes (said once per camera)"
+            )
+        if self.tracking is None:
+            est = self.localizer.localize(rgb, stamp, timings_ms={"decode": decode_ms})
+        else:
+            self._apply_relocalize()
+            est = self.tracking.localize(rgb, stamp, {"decode": decode_ms})
         fix = None
         if est.ok:
             fix = base_pose(est, self.database, self.T_base_lidar, self.cfg.localizer)
@@ -214,12 +286,29 @@ class LocalizerNode(Node):
             self.match_pub.publish(
                 msgs.match_markers(T, matches, est.ok, msg.header.stamp, self.frame_id)
             )
+        if self.particles_pub is not None and est.best_pose is not None:
+            xy = self.tracking.particles_due(self.T_lidar_base)
+            if xy is not None:
+                z = (est.best_pose @ self.T_lidar_base)[2, 3]
+                self.particles_pub.publish(
+                    msgs.particle_markers(xy, z, msg.header.stamp, self.frame_id)
+                )
         now = self.get_clock().now().nanoseconds * 1e-9
+        latency_ms: float | None = 1e3 * (now - stamp)
+        if not self._sim_time and stamp_is_far(stamp, now, self.cfg.max_stamp_offset):
+            latency_ms = None
+            self.throttle.warn(
+                "stamp far from the clock",
+                f"{taken.camera}: frame stamped {stamp:.3f} s lies {abs(now - stamp):.1f} s "
+                f"{'behind' if now > stamp else 'ahead of'} the node's clock ({now:.3f} s): "
+                f"localized, but left out of the latency figures (max_stamp_offset "
+                f"{self.cfg.max_stamp_offset:g} s)",
+            )
         self.stats.record(
             ok=est.ok,
             score=est.score,
             confidence=est.confidence,
-            latency_ms=1e3 * (now - stamp),
+            latency_ms=latency_ms,
             processing_ms=1e3 * (time.monotonic() - t0),
         )
 
@@ -265,6 +354,28 @@ class LocalizerNode(Node):
             response.success, response.message = True, self._send_initialpose()
         return response
 
+    # -- re-localization (sequence mode) ---------------------------------------------------
+    def _on_relocalize_request(self, request: Any, response: Any) -> Any:
+        self._request_relocalize("service")
+        response.success = True
+        response.message = "global localization restarts: the filter re-initializes now"
+        return response
+
+    def _on_relocalize_message(self, msg: Empty) -> None:
+        self._request_relocalize("topic")
+
+    def _request_relocalize(self, via: str) -> None:
+        """Any thread: only a flag, which the worker consumes (it owns the filter)."""
+        self.tracking.request_reset()
+        self.get_logger().info(f"re-localization requested ({via} ~/relocalize)")
+
+    def _apply_relocalize(self) -> None:
+        """The worker: reset the filter if asked to, and send /initialpose again once it
+        tracks (``publish_initialpose``)."""
+        if self.tracking is not None and self.tracking.apply_reset():
+            self._initialpose_sent = False
+            self.get_logger().info("re-localizing: global localization from the next frame on")
+
     # -- diagnostics and running ----------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         loaded = self.localizer.embedder.loaded
@@ -278,47 +389,31 @@ class LocalizerNode(Node):
                 self.slots.counts(),
                 self.throttle.counts(),
                 waiting_for=waiting,
+                tracking=self.tracking.diagnostics() if self.tracking is not None else None,
             )
         )
 
     def run(self) -> int:
-        """Spin until SIGINT / SIGTERM, then stop the worker."""
+        """Spin until SIGINT / SIGTERM, then stop the worker; 1 if the worker died first."""
         try:
             # callbacks only fill the frame slots: the worker thread does the work
-            spin_until_signal(self, threads=1)
+            spin_until_signal(self, threads=1, stop_when=lambda: not self.worker_alive())
         finally:
+            died = not self.worker_alive() and not self._stop.is_set()
             self.close()
+        if died:
+            self.get_logger().fatal(
+                "the localizer worker thread ended: no frame would be localized any more; "
+                "exiting with code 1 so that a supervisor (launch respawn, systemd) restarts "
+                "the node"
+            )
+            return 1
         return 0
 
     def close(self) -> None:
         self._stop.set()
         self.slots.close()
         self._worker.join(timeout=10.0)
-
-
-def _load_localizer(cfg: LocalizerNodeConfig, log: Any) -> Any:
-    """Model, map, their match, and one warm-up frame; LiplocError for anything wrong."""
-    import torch  # after the parameters are checked: importing torch takes seconds
-
-    from liploc_ros.localization import Localizer
-    from liploc_ros.mapdb import MapDatabase
-    from liploc_ros.mapping.model_file import load_model_file
-    from liploc_ros.model import Embedder
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    database = MapDatabase.load(cfg.map_path)
-    loaded = load_model_file(cfg.model)
-    embedder = Embedder(loaded, device=cfg.device, precision=cfg.precision, batch_size=1)
-    localizer = Localizer(embedder, database, cfg.localizer)
-    t0 = time.perf_counter()
-    localizer.warm_up()
-    log.info(
-        f"model {loaded.model_config.name} ({loaded.fingerprint}) on {embedder.device} "
-        f"{embedder.precision}, map {cfg.map_path} ({len(database)} entries); warm-up frame "
-        f"{1e3 * (time.perf_counter() - t0):.0f} ms"
-    )
-    return localizer
 
 
 def main(args: list[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 
 The worker records each processed frame; the diagnostics timer takes a :class:`StatsWindow`
 once a period (figures over the period since the last one, plus running totals) and turns
-it into a DiagnosticStatus. No rclpy here.
+it into a DiagnosticStatus. A frame whose stamp is far from the node's clock
+(:func:`stamp_is_far`) is localized but kept out of the latency figures, and an unexpected
+error in the worker is counted (:meth:`LocalizerStats.record_error`). No rclpy here.
 """
 
 from __future__ import annotations
@@ -16,10 +18,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RECENT", "LocalizerStats", "StatsWindow"]
+__all__ = ["RECENT", "LocalizerStats", "StatsWindow", "stamp_is_far"]
 
 #: frames the running processing-time percentile is taken over
 RECENT = 1000
+
+
+def stamp_is_far(stamp_s: float, now_s: float, max_offset_s: float) -> bool:
+    """True when ``stamp_s`` lies more than ``max_offset_s`` from ``now_s`` (0: never).
+
+    A camera whose clock is unset (1970) or wrong (years ahead) would make now - stamp a
+    meaningless latency; such frames are still localized but not timed.
+    """
+    return max_offset_s > 0 and not abs(now_s - stamp_s) <= max_offset_s
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -56,6 +67,9 @@ class StatsWindow:
     total_frames: int
     total_fixes: int
     total_bad: int
+    #: unexpected errors of the worker in the period, and since start
+    errors: int = 0
+    total_errors: int = 0
 
 
 class LocalizerStats:
@@ -70,15 +84,22 @@ class LocalizerStats:
         self._scores: list[float] = []
         self._confidence: list[float] = []
         self._recent: deque[float] = deque(maxlen=RECENT)
-        self._fixes = 0
-        self.total_frames = self.total_fixes = self.total_bad = 0
+        self._fixes = self._errors = 0
+        self.total_frames = self.total_fixes = self.total_bad = self.total_errors = 0
 
     def record(
-        self, *, ok: bool, score: float, confidence: float, latency_ms: float, processing_ms: float
+        self,
+        *,
+        ok: bool,
+        score: float,
+        confidence: float,
+        latency_ms: float | None,
+        processing_ms: float,
     ) -> None:
-        """One localized frame."""
+        """One localized frame; ``latency_ms`` None: not timed (stamp far from the clock)."""
         with self._lock:
-            self._latency.append(latency_ms)
+            if latency_ms is not None:
+                self._latency.append(latency_ms)
             self._processing.append(processing_ms)
             self._recent.append(processing_ms)
             if math.isfinite(score):
@@ -92,6 +113,12 @@ class LocalizerStats:
         """One frame that could not be decoded."""
         with self._lock:
             self.total_bad += 1
+
+    def record_error(self) -> None:
+        """One frame the worker failed on unexpectedly (a bug: the worker goes on)."""
+        with self._lock:
+            self._errors += 1
+            self.total_errors += 1
 
     def window(self) -> StatsWindow:
         """The figures since the last call (or the start), then a fresh period."""
@@ -115,9 +142,11 @@ class LocalizerStats:
                 total_frames=self.total_frames,
                 total_fixes=self.total_fixes,
                 total_bad=self.total_bad,
+                errors=self._errors,
+                total_errors=self.total_errors,
             )
             self._start = now
             self._latency, self._processing = [], []
             self._scores, self._confidence = [], []
-            self._fixes = 0
+            self._fixes = self._errors = 0
         return out

@@ -17,7 +17,9 @@ Scans are embedded by a worker thread (:class:`~liploc_ros.ros.live_map.LiveMapB
 batch that takes seconds stalls no callback. Offline mode (``bag_path`` set; what
 ``ros2 launch liploc_ros build_map.launch.py bag:=...`` runs) builds the map from the bag with
 :func:`liploc_ros.mapping.build_map`, saves it and exits. A bad parameter or a missing or
-corrupt model: a FATAL log line naming it and exit code 1.
+corrupt model: a FATAL log line naming it and exit code 1. Should the worker thread end
+while the node runs (it never should: its errors are logged and counted), the node saves
+what it has, says so and exits with code 1, so that a supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -72,11 +74,16 @@ class MapBuilderNode(Node):
         declare_config(self, MapBuilderNodeConfig, DESCRIPTIONS)
         self.cfg = cfg = read_config(self, MapBuilderNodeConfig)
         from liploc_ros.mapping import MapBuilder  # after the parameters: torch takes seconds
-        from liploc_ros.model import Embedder, load_model
+        from liploc_ros.mapping.model_file import load_model_file
+        from liploc_ros.model import Embedder
 
         b = cfg.build
         self.embedder = Embedder(
-            load_model(cfg.model), device=b.device, precision=b.precision, batch_size=b.batch_size
+            load_model_file(cfg.model),
+            device=b.device,
+            precision=b.precision,
+            batch_size=b.batch_size,
+            backend=b.backend,
         )
         self.live: LiveMapBuilder | None = None
         if cfg.bag_path:
@@ -208,13 +215,20 @@ class MapBuilderNode(Node):
         """Spin until SIGINT / SIGTERM; then save (ROS is still up for it), even after an
         error in a callback."""
         try:
-            spin_until_signal(self)
+            spin_until_signal(self, stop_when=lambda: not self.live.alive)
         finally:
+            died = not self.live.alive
             result = self.live.close(self.cfg.map_path if self.cfg.save_on_shutdown else None)
             if result is not None:
                 self.get_logger().info(
                     f"saved {result.entries} entries to {result.path} at shutdown"
                 )
+        if died:
+            self.get_logger().fatal(
+                "the map worker thread ended: no scan would be added any more; exiting with "
+                "code 1 so that a supervisor (launch respawn, systemd) restarts the node"
+            )
+            return 1
         return 0
 
     def run_offline(self) -> int:

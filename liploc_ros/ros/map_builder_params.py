@@ -70,10 +70,12 @@ _BAG = "bag."
 
 #: what `ros2 param describe map_builder_node <name>` says
 DESCRIPTIONS: dict[str, str] = {
-    "model": "liploc model file (.safetensors) whose LiDAR encoder embeds the scans",
+    "model": "liploc model file (.safetensors, or an authors' .pth) whose LiDAR encoder"
+    " embeds the scans; a relative path not found is looked up in the package's share folder",
     "map_path": "map database file to write (on the save service, ~/save and at shutdown)",
     "bag_path": "offline mode when set: build the map from this bag (ROS 1 .bag, ROS 2 folder,"
-    " .db3 or .mcap; read with the bag.* settings), save it and exit",
+    " a bare .mcap without metadata.yaml or a folder of them; read with the bag.* settings),"
+    " save it and exit",
     "points_topic": "sensor_msgs/PointCloud2 topic of the LiDAR scans (live mode)",
     "pose_topic": "nav_msgs/Odometry, geometry_msgs/PoseStamped or PoseWithCovarianceStamped"
     " topic with the pose of the vehicle or LiDAR (when tf is not used)",
@@ -95,7 +97,9 @@ DESCRIPTIONS: dict[str, str] = {
     " 0 keeps every scan",
     _BUILD + "batch_size": "scans embedded together",
     _BUILD + "device": "compute device: auto, cpu, cuda or cuda:N",
-    _BUILD + "precision": "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16",
+    _BUILD + "precision": "auto (fp16 on CUDA, bf16 on a CPU with bf16 units, else fp32),"
+    " fp32, fp16 or bf16",
+    _BUILD + "backend": "inference runtime of the LiDAR encoder: torch, openvino or onnxruntime",
     _BUILD + "dtype": "storage type of the embeddings in the map",
     _BUILD + "index": "search index stored with the map: auto, flat, ivf or hnsw",
     _BUILD + "workers": "offline mode: threads preprocessing scans while the model encodes",

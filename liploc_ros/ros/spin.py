@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import (
@@ -28,9 +29,11 @@ __all__ = ["spin_until_signal"]
 _POLL_S = 0.1
 
 
-def spin_until_signal(node: Node, *, threads: int = 4) -> None:
-    """Spin ``node`` until SIGINT, SIGTERM or rclpy shutdown; ``threads=1``: in a
-    single-threaded executor.
+def spin_until_signal(
+    node: Node, *, threads: int = 4, stop_when: Callable[[], bool] | None = None
+) -> None:
+    """Spin ``node`` until SIGINT, SIGTERM, rclpy shutdown or ``stop_when()`` (e.g. the
+    node's worker thread died); ``threads=1``: in a single-threaded executor.
 
     Nodes whose callbacks only hand work to a thread of their own should use one thread:
     rclpy's MultiThreadedExecutor keeps waking on an entity whose callback is still queued
@@ -53,6 +56,8 @@ def spin_until_signal(node: Node, *, threads: int = 4) -> None:
     try:
         while rclpy.ok(context=node.context) and not stop.is_set():
             executor.spin_once(timeout_sec=_POLL_S)
+            if stop_when is not None and stop_when():
+                break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

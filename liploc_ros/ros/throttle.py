@@ -3,7 +3,10 @@
 A stream of bad frames at 30 Hz would otherwise write 30 warnings a second; here each cause
 ("unsupported encoding", "corrupt compressed image", ...) is logged at most once per period,
 and each line says how many like it were left out since the last one and how many there
-were in all. No rclpy here.
+were in all. The line goes out through :func:`~liploc_ros.ros.safe_log.safe_log`, so a
+failing logger never raises into the caller (a worker thread reporting its own error). Give
+each throttle a log function of one severity (:func:`~liploc_ros.ros.safe_log.severity_log`):
+rclpy refuses a second severity from one call site. No rclpy here.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+
+from liploc_ros.ros.safe_log import safe_log
 
 __all__ = ["WarningThrottle"]
 
@@ -44,7 +49,7 @@ class WarningThrottle:
                 return False
             self._state[cause] = (now, 0, total)
         more = f", {left_out} more since the last warning" if left_out else ""
-        self._log(f"{message} [{cause}: {total} in all{more}]")
+        safe_log(self._log, f"{message} [{cause}: {total} in all{more}]")
         return True
 
     def counts(self) -> dict[str, int]:

@@ -4,7 +4,9 @@
   sequence, the queries the camera embedding of every frame of the same sequence (each
   query's own scan is in the database, as in the authors' code).
 - Across traversals (harder): the database comes from one drive (the map), the queries from
-  another drive of the same place; both must share a map frame.
+  another drive of the same place; both must share a map frame. Whether they do is checked
+  (:func:`~liploc_ros.localization.frame_check.check_ground_truth_frame`) and reported in
+  the summary (``ground_truth_frame``) and the report, loudly when they probably do not.
 
 Frames without a pose are left out of both sides. The top-K are by dot product (exact FAISS
 search); a query succeeds at K when one of its first K entries lies within the threshold
@@ -26,6 +28,7 @@ from tqdm import tqdm
 
 from liploc_ros.errors import ConfigError
 from liploc_ros.io_utils import atomic_open, write_text_atomic
+from liploc_ros.localization.frame_check import check_ground_truth_frame
 from liploc_ros.preprocess.config import PreprocessConfig
 from liploc_ros.training.metrics import (
     Retrieval,
@@ -125,9 +128,12 @@ class EvalResult:
     curve_thresholds: np.ndarray = field(default_factory=CURVE_THRESHOLDS.copy)
     curve_recall: np.ndarray = field(default_factory=lambda: np.zeros(0))
     curve_chance: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: across traversals: is the query ground truth near the map (GroundTruthFrameCheck)
+    ground_truth_frame: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able summary."""
+        extra = {"ground_truth_frame": self.ground_truth_frame} if self.ground_truth_frame else {}
         return {
             "protocol": self.protocol,
             "map": self.map_name,
@@ -139,6 +145,7 @@ class EvalResult:
             **{f"recall@{k}": self.recalls[k] for k in self.ks},
             "chance@1": self.chance,
             "median_top1_error_m": float(np.median(self.retrieval.top1_error)),
+            **extra,
         }
 
     def report(self) -> str:
@@ -155,6 +162,8 @@ class EvalResult:
             f"{recalls}; chance (random pick) {self.chance:.3f}; median top-1 error "
             f"{np.median(self.retrieval.top1_error):.1f} m",
         ]
+        if self.ground_truth_frame:
+            lines.append(self.ground_truth_frame["message"])
         return "\n".join(lines)
 
 
@@ -211,6 +220,7 @@ def evaluate_pictures(
     lidar = embed_frames(encode_lidar, map_set, db_frames, "lidar", pre, **opts)
     camera = embed_frames(encode_camera, query_set, q_frames, "camera", pre, **opts)
     db_xy, q_xy = db_all[db_frames], q_all[q_frames]
+    frame_check = None if same else check_ground_truth_frame(q_xy, db_xy, threshold_m)
     retrieval = retrieve(camera, lidar, q_xy, db_xy, k=max(ks), threshold_m=threshold_m)
     return EvalResult(
         protocol="same sequence" if same else "across traversals",
@@ -232,6 +242,7 @@ def evaluate_pictures(
         retrieval=retrieval,
         curve_recall=recall_curve(retrieval.top1_error, CURVE_THRESHOLDS),
         curve_chance=chance_curve(q_xy, db_xy, CURVE_THRESHOLDS),
+        ground_truth_frame=frame_check.as_dict() if frame_check is not None else None,
     )
 
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from liploc_ros.config import to_dict
 from liploc_ros.datasets.base import FrameSource, IndexedSource
-from liploc_ros.device import resolve_device
+from liploc_ros.device import resolve_device, resolve_precision
 from liploc_ros.errors import CheckpointError, ConfigError, DeviceError
 from liploc_ros.io_utils import write_text_atomic
 from liploc_ros.model import LipLocModel, create_model, make_loss, save_model
@@ -82,13 +82,17 @@ class TrainResult:
 
 def training_precision(device: torch.device, precision: str) -> str:
     """``auto``: bf16 on GPUs that support it, else fp16 (with a gradient scaler); fp32 on
-    the CPU. Explicit choices are checked."""
+    the CPU, even one with bf16 units: whether bf16 autocast training keeps the demo model's
+    recall is not measured yet (inference does use bf16 there). ``bf16`` on the CPU is
+    autocast, warned about where the CPU has no bf16 units (emulated, slower than fp32)."""
     if precision == "auto":
         if device.type != "cuda":
             return "fp32"
         return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
     if precision == "fp16" and device.type != "cuda":
         raise DeviceError("fp16 training needs a CUDA device; use fp32 or bf16 on the CPU")
+    if precision == "bf16" and device.type == "cpu":
+        resolve_precision(device, precision)  # the warning on a CPU without bf16 units
     return precision
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from liploc_ros.datasets.base import Calibration, Frame, IndexedSource
+from liploc_ros.datasets.odometry import simulate_odometry
 from liploc_ros.datasets.synthetic.camera import CameraRender, PinholeCamera, render_camera
 from liploc_ros.datasets.synthetic.config import RigConfig, TownConfig, TraversalConfig
 from liploc_ros.datasets.synthetic.lidar import LidarModel, LidarRender, ScanWindow, render_lidar
@@ -64,6 +65,8 @@ class SyntheticDrive(IndexedSource):
         )
         self._poses = self.trajectory.poses(self.rig.lidar_height)
         self._poses.setflags(write=False)
+        self._odometry = simulate_odometry(self._poses, (town.seed, traversal.index))
+        self._odometry.setflags(write=False)
         #: every object this traversal sees (static ones and its own parked cars)
         self.scene = town.scene(traversal.index, traversal.parked_car_change)
         self.camera = PinholeCamera(self.rig)
@@ -84,6 +87,11 @@ class SyntheticDrive(IndexedSource):
     @property
     def poses(self) -> np.ndarray:
         return self._poses.copy()
+
+    @property
+    def odometry(self) -> np.ndarray:
+        """Simulated wheel odometry with drift (:mod:`liploc_ros.datasets.odometry`)."""
+        return self._odometry.copy()
 
     def _check(self, index: int) -> int:
         if isinstance(index, bool) or not 0 <= int(index) < len(self):
@@ -134,7 +142,9 @@ class SyntheticDrive(IndexedSource):
             image=self.render_camera(index).image if image else None,
             points=self.render_lidar(index).points if points else None,
             pose=self._poses[index].copy(),
+            odometry=self._odometry[index].copy(),
             meta={
+                "odometry": "simulated",
                 "town_seed": self.town.seed,
                 "traversal": self.traversal.index,
                 "route_s": float(self.trajectory.s[index]),

@@ -1,0 +1,85 @@
+"""What every inference backend provides, and the graph the non-torch backends convert.
+
+A backend turns a loaded model into an :class:`EncoderRunner`: preprocessed (B, 3, S, S)
+float32 batches in, (B, D) float32 embeddings out, for either encoder. The
+:class:`~liploc_ros.model.inference.Embedder` does the checking and batching around it, so a
+backend is only the part that differs: where and in which precision the network runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc import LipLocModel
+
+Side = Literal["camera", "lidar"]
+SIDES: tuple[Side, ...] = ("camera", "lidar")
+#: tensor names of the converted / exported encoder graphs
+INPUT_NAME = "image"
+OUTPUT_NAME = "embedding"
+#: dtypes of a model that traces as fp32 (integer buffers: BatchNorm's batch counter)
+_KEPT_DTYPES = (torch.float32, torch.int64)
+
+
+class EncoderRunner(Protocol):
+    """One model's two encoders, ready to run in one backend, device and precision."""
+
+    #: the backend's registry name ("torch", "openvino", "onnxruntime")
+    backend: str
+    device: torch.device
+    #: the concrete precision in effect ("fp32", "fp16", "bf16")
+    precision: str
+
+    def encode(self, side: Side, batch: torch.Tensor) -> np.ndarray:
+        """(B, 3, S, S) float32 CPU tensor -> (B, D) float32 embeddings."""
+        ...
+
+    def describe(self) -> str:
+        """A short line for logs: backend, version, device, precision."""
+        ...
+
+
+class EncoderGraph(nn.Module):
+    """One encoder end to end (backbone, fc, projection head, L2 norm as configured): the
+    graph that is converted for OpenVINO / ONNX Runtime and exported for TensorRT, so that
+    its output is exactly what a map stores."""
+
+    def __init__(self, model: LipLocModel, side: Side) -> None:
+        super().__init__()
+        self.model = model
+        self.side = side
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.side == "camera":
+            return self.model.encode_camera(image)
+        return self.model.encode_lidar(image)
+
+
+def input_size(loaded: LoadedModel, side: Side) -> int:
+    """The square input side (pixels) of ``side``'s encoder."""
+    pre = loaded.preprocess
+    return pre.camera.image_size if side == "camera" else pre.lidar_image_size
+
+
+def example_input(loaded: LoadedModel, side: Side, batch: int = 2) -> torch.Tensor:
+    """A random input batch for tracing; batch 2 so that exporters keep the batch dynamic
+    (a traced batch of 1 is specialised as a constant)."""
+    size = input_size(loaded, side)
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, 3, size, size, generator=generator)
+
+
+def fp32_cpu_model(loaded: LoadedModel) -> LipLocModel:
+    """The model on the CPU in fp32 eval mode, the form converters trace: the loaded model
+    itself when it is already so, else a copy (a model serving on CUDA stays there)."""
+    model = loaded.model
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device.type == "cpu" and t.dtype in _KEPT_DTYPES for t in tensors):
+        return model.eval()
+    return copy.deepcopy(model).to("cpu", torch.float32).eval()
