@@ -148,7 +148,7 @@ def test_cache_folders_are_keyed_by_fingerprint_and_precision(tmp_path, monkeypa
 def test_a_stale_converted_model_is_rebuilt_not_used(tmp_path, caplog):
     """A cache folder holding another model's graph under this model's key, with a manifest
     that matches its files (the hardest case: only the graph's own fingerprint tells)."""
-    from liploc_ros.deploy.onnx_export import export_onnx
+    from liploc_ros.deploy.onnx_process import export_onnx_files
 
     model = save_tiny_vit(tmp_path / "a" / "m.safetensors", seed=0)
     other = save_tiny_vit(tmp_path / "b" / "m.safetensors", seed=1)
@@ -160,7 +160,7 @@ def test_a_stale_converted_model_is_rebuilt_not_used(tmp_path, caplog):
     Embedder(model, device="cpu", backend="onnxruntime")  # reused, not rebuilt
     assert (ours / "camera.onnx").stat().st_mtime_ns == mtime
     # the other model's camera graph in our folder, the manifest updated to match it
-    export_onnx(other, "camera", ours / "camera.onnx")
+    export_onnx_files(other, {"camera": ours / "camera.onnx"})
     manifest = json.loads((ours / "manifest.json").read_text())
     data = (ours / "camera.onnx").read_bytes()
     manifest["files"]["camera.onnx"] = {"bytes": len(data), "sha256": sha256(data).hexdigest()}

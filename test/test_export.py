@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import multiprocessing
 
 import numpy as np
 import pytest
+import torch
 from backend_helpers import PARITY, SIZE, inputs, min_cosine, needs, save_tiny_vit
 
 from liploc_ros.cli import main
@@ -130,3 +132,24 @@ def test_export_without_the_exporter_names_the_extra(model, tmp_path, monkeypatc
     with pytest.raises(ConfigError, match="unknown export format 'tflite'"):
         export_model(model, tmp_path / "out", "tflite")
     assert not (tmp_path / "out").exists()
+
+
+def _backward_in_child(queue) -> None:
+    x = torch.randn(3, requires_grad=True)
+    (x * 2).sum().backward()
+    queue.put("ok")
+
+
+@pytest.mark.slow
+@needs("onnxruntime")
+def test_exporting_leaves_forked_training_working(onnx_export):
+    # the dynamo exporter, run in this process, would break autograd in forked children
+    x = torch.randn(3, requires_grad=True)
+    (x * 2).sum().backward()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_backward_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == "ok"

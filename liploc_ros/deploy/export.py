@@ -92,14 +92,14 @@ def export_model(
     except OSError as err:
         raise BackendError(f"cannot create the export folder {out}: {err}") from err
     try:
-        for side in SIDES:
-            if fmt == "onnx":
-                from liploc_ros.deploy.onnx_export import export_onnx
+        if fmt == "onnx":
+            from liploc_ros.deploy.onnx_process import export_onnx_files
 
-                export_onnx(loaded, side, tmp / f"{side}.onnx")
-            else:
-                from liploc_ros.deploy.openvino_export import export_openvino
+            export_onnx_files(loaded, {side: tmp / f"{side}.onnx" for side in SIDES})
+        else:
+            from liploc_ros.deploy.openvino_export import export_openvino
 
+            for side in SIDES:
                 export_openvino(loaded, side, tmp / f"{side}.xml")
         with_manifest = out / MANIFEST
         if with_manifest.exists():

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from liploc_ros.deploy.metadata import FINGERPRINT
-from liploc_ros.deploy.onnx_export import export_onnx
+from liploc_ros.deploy.onnx_process import export_onnx_files
 from liploc_ros.device import resolve_device
 from liploc_ros.errors import BackendError, DeviceError
 from liploc_ros.model.backends.base import INPUT_NAME, SIDES, Side
@@ -116,8 +116,7 @@ def create(
     folder = cache_folder(loaded, NAME, chosen, cache_dir)
 
     def build(tmp: Path) -> None:
-        for side in SIDES:
-            export_onnx(loaded, side, tmp / f"{side}.onnx")
+        export_onnx_files(loaded, {side: tmp / f"{side}.onnx" for side in SIDES})
 
     return cached(
         folder, graph_key(loaded, NAME, chosen), build, lambda f: _load(f, loaded, target)
