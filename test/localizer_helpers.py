@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,22 @@ def ros_environment(domain_id: int) -> dict[str, str]:
     env.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"  # log lines reach the file at once
     return env
+
+
+def ros_domain(domain_id: int) -> Iterator[dict[str, str]]:
+    """Body of a module fixture: this process on ``domain_id`` (localhost only) while the
+    module's tests run, the environment restored after; yields the child environment."""
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+    env = ros_environment(domain_id)
+    os.environ.update({k: env[k] for k in saved})
+    try:
+        yield env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def make_model_file(path: Path, *, size: int = 32, preset: str = "liploc-tiny", seed: int = 0):

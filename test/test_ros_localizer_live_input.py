@@ -27,7 +27,7 @@ from localizer_helpers import (
     make_map_file,
     make_model_file,
     random_image,
-    ros_environment,
+    ros_domain,
     wait_until,
 )
 from rclpy.qos import qos_profile_sensor_data
@@ -45,15 +45,7 @@ TEN_YEARS_S = 10 * 365 * 86400.0
 
 @pytest.fixture(scope="module")
 def env():
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
-    env = ros_environment(DOMAIN_ID)
-    os.environ.update({k: env[k] for k in saved})
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    yield from ros_domain(DOMAIN_ID)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python client library) is not 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
-from localizer_helpers import ROOT, STARTUP_S, GraphSide, NodeProcess, ros_environment, wait_until
+from localizer_helpers import ROOT, STARTUP_S, GraphSide, NodeProcess, ros_domain, wait_until
 from nav_msgs.msg import Odometry
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -49,15 +49,7 @@ LATCHED = QoSProfile(
 
 @pytest.fixture(scope="module")
 def env():
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
-    env = ros_environment(DOMAIN_ID)
-    os.environ.update({k: env[k] for k in saved})
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    yield from ros_domain(DOMAIN_ID)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python client library) is not installed")
 
 import rclpy
-from localizer_helpers import ROOT, GraphSide, ros_environment
+from localizer_helpers import ROOT, GraphSide, ros_domain
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -46,15 +46,7 @@ LATCHED = QoSProfile(
 
 @pytest.fixture(scope="module", autouse=True)
 def env():
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
-    env = ros_environment(DOMAIN_ID)
-    os.environ.update({k: env[k] for k in saved})
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    yield from ros_domain(DOMAIN_ID)
 
 
 @pytest.fixture(scope="module")
