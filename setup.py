@@ -43,6 +43,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*", "bench"]),
+    # PEP 561: the package's annotations are for its users' type checkers too
+    package_data={package_name: ["py.typed"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
@@ -57,7 +59,14 @@ setup(
         "openvino": openvino_wheels,
         "onnx": onnx_wheels,
         # the backends too (about 300 MB, 10 s to install), so that their tests run in CI
-        "dev": ["pytest>=7", "ruff>=0.6", "tensorboard>=2.12", *openvino_wheels, *onnx_wheels],
+        "dev": [
+            "pytest>=7",
+            "ruff>=0.6",
+            "mypy>=2.4",  # setup.cfg [mypy]; test/test_package.py runs it
+            "tensorboard>=2.12",
+            *openvino_wheels,
+            *onnx_wheels,
+        ],
     },
     python_requires=">=3.10",
     zip_safe=True,

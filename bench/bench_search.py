@@ -20,6 +20,7 @@ top-1 recall >= 0.95; the loaded 1M map must not take twice its size in memory.
 Runs about 5 minutes on the 2-core machine (most of it building and checking the 1M index).
 
     .venv/bin/python bench/bench_search.py [--sizes 10000 100000 1000000] [--dir /tmp]
+        [--headings 2]
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ def measure_load(path: str) -> None:
     )
 
 
-def bench_size(n: int, repeats: int, tmp: Path, nlist: int | None = None) -> Path | None:
+def bench_size(
+    n: int, repeats: int, tmp: Path, nlist: int | None = None, k: int = K
+) -> Path | None:
     print(f"\n== {n:,} entries x {DIM} (float32, {n * DIM * 4 / 1e6:.0f} MB of embeddings)")
     t0 = time.perf_counter()
     emb = route_embeddings(n, DIM, seed=n)
@@ -121,19 +124,19 @@ def bench_size(n: int, repeats: int, tmp: Path, nlist: int | None = None) -> Pat
 
     # a 1M scan takes a tenth of a second or more: fewer repeats keep the run short
     exact_repeats = repeats if n <= 100_000 else min(repeats, 40)
-    exact_ms = median_ms(lambda q: db.search(q, K, exact=True), queries, exact_repeats)
+    exact_ms = median_ms(lambda q: db.search(q, k, exact=True), queries, exact_repeats)
     import faiss
 
     faiss.omp_set_num_threads(1)
     knn_ms = median_ms(
-        lambda q: faiss.knn(q, emb, K, metric=faiss.METRIC_INNER_PRODUCT), queries, exact_repeats
+        lambda q: faiss.knn(q, emb, k, metric=faiss.METRIC_INNER_PRODUCT), queries, exact_repeats
     )
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     blas_ms = median_ms(lambda q: emb @ q[0], queries, exact_repeats)
     t0 = time.perf_counter()
-    truth = db.search(queries, K, exact=True).indices
+    truth = db.search(queries, k, exact=True).indices
     batch_s = time.perf_counter() - t0
-    truth_hard = db.search(harder, K, exact=True).indices
+    truth_hard = db.search(harder, k, exact=True).indices
     print(f"  exact  (MapDatabase.search)       median {exact_ms:8.3f} ms / query (Q=1)")
     print(f"  exact  (faiss.knn, 1 thread)      median {knn_ms:8.3f} ms / query (Q=1)")
     print(f"  scores (numpy/BLAS mat-vec only)  median {blas_ms:8.3f} ms / query (Q=1)")
@@ -143,8 +146,8 @@ def bench_size(n: int, repeats: int, tmp: Path, nlist: int | None = None) -> Pat
 
     if n <= 100_000:
         db16 = synthetic_map(n, DIM, embeddings=emb.astype(np.float16))
-        fp16_ms = median_ms(lambda q: db16.search(q, K, exact=True), queries, repeats)
-        r1, _ = recall(db16.search(queries, K, exact=True).indices, truth)
+        fp16_ms = median_ms(lambda q: db16.search(q, k, exact=True), queries, repeats)
+        r1, _ = recall(db16.search(queries, k, exact=True).indices, truth)
         print(
             f"  exact  float16 map (FAISS fp16)   median {fp16_ms:8.3f} ms / query (Q=1), "
             f"top-1 same as float32: {r1:.3f}"
@@ -154,10 +157,10 @@ def bench_size(n: int, repeats: int, tmp: Path, nlist: int | None = None) -> Pat
     t0 = time.perf_counter()
     params = db.build_index("ivf", progress=False, nlist=nlist)
     build_s = time.perf_counter() - t0
-    approx_ms = median_ms(lambda q: db.search(q, K), queries, repeats)
-    found = db.search(queries, K).indices
+    approx_ms = median_ms(lambda q: db.search(q, k), queries, repeats)
+    found = db.search(queries, k).indices
     r1, r5 = recall(found, truth)
-    h1, h5 = recall(db.search(harder, K).indices, truth_hard)
+    h1, h5 = recall(db.search(harder, k).indices, truth_hard)
     print(
         f"  approx (IVF {params.nlist} lists, nprobe {params.nprobe}, SQ8 + re-score "
         f"{params.rerank}) built in {build_s:.1f} s (train {params.train_size:,})"
@@ -169,9 +172,9 @@ def bench_size(n: int, repeats: int, tmp: Path, nlist: int | None = None) -> Pat
     )
     for nprobe in sorted({max(1, params.nprobe // 2), params.nprobe * 2} - {params.nprobe}):
         db.set_search_params(nprobe=nprobe)
-        ms = median_ms(lambda q: db.search(q, K), queries, repeats)
-        r1b, _ = recall(db.search(queries, K).indices, truth)
-        h1b, _ = recall(db.search(harder, K).indices, truth_hard)
+        ms = median_ms(lambda q: db.search(q, k), queries, repeats)
+        r1b, _ = recall(db.search(queries, k).indices, truth)
+        h1b, _ = recall(db.search(harder, k).indices, truth_hard)
         print(
             f"         nprobe {nprobe:4d}: median {ms:8.3f} ms, top-1 recall {r1b:.3f} "
             f"(noise 0.5), {h1b:.3f} (noise 1.0)"
@@ -193,7 +196,15 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where to write the 1M map")
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default: automatic)")
     parser.add_argument("--measure-load", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--headings", type=int, default=1,
+        help="crops per keyframe (build-map --headings): each size counts keyframes, the map "
+        "holds that many times as many entries and a search asks for that many times K, as "
+        "the localizer does (default 1)",
+    )  # fmt: skip
     args = parser.parse_args()
+    k = K * args.headings
+    args.sizes = [n * args.headings for n in args.sizes]
     if args.measure_load:
         measure_load(args.measure_load)
         return
@@ -201,10 +212,12 @@ def main() -> None:
     logging.basicConfig(format="  %(message)s")
     logging.getLogger("liploc_ros").setLevel(logging.INFO)
     print(f"cores: {os.cpu_count()}, load average before: {os.getloadavg()}")
+    if args.headings > 1:
+        print(f"{args.headings} crops per keyframe: entries {args.sizes}, K = {k}")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         saved = None
         for n in args.sizes:
-            saved = bench_size(n, args.repeats, Path(tmp), args.nlist) or saved
+            saved = bench_size(n, args.repeats, Path(tmp), args.nlist, k) or saved
         if saved is not None:
             out = subprocess.run(
                 [sys.executable, __file__, "--measure-load", str(saved)],

@@ -1,7 +1,8 @@
 """Sequence localization (MCL: odometry + retrieval) against single-frame, on unseen towns.
 
 Per town (default 0, 1, 2 and 100: none used in training or in calibrating the filter),
-map from drive 0 (a keyframe every metre), queries from drive 1 (the same lane another
+map from drive 0 (a keyframe every metre, one entry per crop heading: ``--headings``,
+default 0,180), queries from drive 1 (the same lane another
 day) with the simulated drifting odometry (liploc_ros.datasets.odometry), one set of
 parameters (SequenceConfig defaults) for every town and scenario:
 
@@ -13,6 +14,8 @@ parameters (SequenceConfig defaults) for every town and scenario:
 - (d) off the map: frames 0-99, then 60 frames of another town's drive (streets the map
   does not hold), then frames 160-299: fixes published later than 30 m after leaving the
   map, and the distance driven after re-entering until the first right fix;
+- drives 2 (the other lane), 3 and 4 (the other direction, right and left lane): the
+  whole drive, sequence and single-frame, which only a map with a rear crop can serve;
 - (e) no odometry at all (random walk), against the single-frame wrong fixes;
 - (f) a big, ambiguous map: the town's map merged with the maps of towns 10-18, each
   shifted 5 km from the others, so that look-alike streets compete;
@@ -22,7 +25,7 @@ parameters (SequenceConfig defaults) for every town and scenario:
 Embeddings are computed once per model and cached (bench/sequence_data.py), so a second
 run only runs the filters.
 
-    .venv/bin/python bench/bench_sequence.py [--towns 0,1,2,100] [--cache out/bench_cache]
+    .venv/bin/python bench/bench_sequence.py [--towns 0,1,2,100] [--headings 0,180]
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ from liploc_ros.localization.sequence import (
 from liploc_ros.localization.sequence_config import SequenceConfig
 from liploc_ros.localization.track_metrics import fix_errors, relock, track_summary
 from liploc_ros.mapdb import MapDatabase
-from liploc_ros.mapping.model_file import load_model_file
+from liploc_ros.mapping.headings import parse_headings
 from liploc_ros.model import Embedder
+from liploc_ros.model.model_file import load_model_file
 
 OTHER_TOWNS = tuple(range(10, 19))
 OFF_MAP_TOWN = 3
@@ -61,13 +65,15 @@ SHIFT_M = 5000.0
 
 def single_frame(db: MapDatabase, queries: np.ndarray, stamps: np.ndarray) -> list:
     """The single-frame localizer's estimates (top-k retrieval, default settings)."""
-    found = db.search(queries, DEFAULT_CONFIG.top_k)
+    found = db.search(queries, DEFAULT_CONFIG.top_k * db.entries_per_keyframe)
     emb = np.asarray(db.embeddings, np.float64)
     out = []
     for i in range(len(queries)):
         idx, sc = found.indices[i], found.scores[i]
         scale = float(np.linalg.norm(queries[i])) * float(np.linalg.norm(emb[idx[0]]))
-        out.append(estimate_pose(idx, sc, found.poses[i], stamps[i], DEFAULT_CONFIG, scale=scale))
+        kf = db.keyframes[np.maximum(idx, 0)]
+        out.append(estimate_pose(idx, sc, found.poses[i], stamps[i], DEFAULT_CONFIG,
+                                 scale=scale, keyframes=kf))  # fmt: skip
     return out
 
 
@@ -106,9 +112,9 @@ def run(db: MapDatabase, emb: np.ndarray, stamps: np.ndarray, motions: list) -> 
 
 
 def town_rows(
-    embedder: Embedder, cache: Path, seed: int, others: list[dict]
+    embedder: Embedder, cache: Path, seed: int, others: list[dict], headings: tuple
 ) -> list[dict[str, Any]]:
-    part = map_arrays(embedder, cache, seed)
+    part = map_arrays(embedder, cache, seed, headings=headings)
     db = build_map(embedder, [part], [f"synthetic/seed{seed}/t0"])
     qs = query_stream(embedder, cache, seed, 1)
     motions = motions_from_odometry(qs.odometry, len(qs))
@@ -150,6 +156,16 @@ def town_rows(
     ok, err, _ = fix_errors(single, qs.truth)
     single_wrong = int((err[ok] >= 20.0).sum())
     row("e", est, qs.truth, ms, single_frame_wrong_fixes=single_wrong)
+
+    # other lane (2) and the other direction (3: its right lane, 4: its left lane)
+    for traversal in (2, 3, 4):
+        other = query_stream(embedder, cache, seed, traversal)
+        moves = motions_from_odometry(other.odometry, len(other))
+        top1 = top1_errors(db, other.embeddings, other.truth)
+        est, ms = run(db, other.embeddings, other.stamps, moves)
+        row(f"drive{traversal}", est, other.truth, ms, top1=top1)
+        single = single_frame(db, other.embeddings, other.stamps)
+        row(f"drive{traversal} single", single, other.truth, float("nan"), top1=top1)
 
     big = build_map(
         embedder,
@@ -205,18 +221,22 @@ def main() -> None:
     ap.add_argument("--no-cost", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a SequenceConfig field (repeatable)")  # fmt: skip
+    ap.add_argument("--headings", default="0,180",
+                    help="crop headings of the map entries (build-map's spelling)")  # fmt: skip
     args = ap.parse_args()
+    headings = parse_headings(args.headings)
     for item in args.set:
         key, _, value = item.partition("=")
         OVERRIDES[key] = json.loads(value)
     embedder = Embedder(load_model_file(args.model), device="cpu", precision="fp32")
-    others = [map_arrays(embedder, args.cache, s) for s in OTHER_TOWNS]
+    others = [map_arrays(embedder, args.cache, s, headings=headings) for s in OTHER_TOWNS]
+    print(f"map entries per keyframe: crops facing {', '.join(f'{h:g}' for h in headings)} deg")
     rows = []
     print(f"{'town':>4} {'sc':<8} {'fix_ratio':>9} {'prec20':>7} {'prec5':>6} {'wrong':>5} "
           f"{'med_m':>6} {'p95_m':>7} {'yaw_deg':>7} {'1st_fix_m':>9} {'R@1':>6}  "
           "extra")  # fmt: skip
     for seed in (int(t) for t in args.towns.split(",")):
-        for r in town_rows(embedder, args.cache, seed, others):
+        for r in town_rows(embedder, args.cache, seed, others, headings):
             rows.append(r)
             extra = {
                 k: r[k]
@@ -235,7 +255,8 @@ def main() -> None:
               f"{c['filter_ms_p50']:.2f} ms p50, {c['filter_ms_p95']:.2f} ms p95 per frame; "
               f"index search {c['search_ms_p50']:.2f} ms p50")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "cost": cost}, indent=1, default=float))
+    result = {"headings": headings, "rows": rows, "cost": cost}
+    args.out.write_text(json.dumps(result, indent=1, default=float))
     print(f"written {args.out}")
 
 

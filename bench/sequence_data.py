@@ -3,13 +3,14 @@
 Rendering and encoding dominate a sequence benchmark, while the filter runs on embeddings
 only; so each drive is embedded once per model (keyed by its fingerprint) and kept as an
 .npz file under the cache folder. A map is built as ``liploc build-map`` builds one: the
-LiDAR embedding of every keyframe 1 m apart of traversal 0. A query stream is the camera
-embedding of every frame of a traversal, with its ground truth, its simulated drifting
-odometry and its stamps.
+LiDAR embedding of every keyframe 1 m apart of traversal 0, at each crop heading asked for.
+A query stream is the camera embedding of every frame of a traversal, with its ground
+truth, its simulated drifting odometry and its stamps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
@@ -47,18 +48,45 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def map_arrays(embedder: Embedder, cache: Path, seed: int, frames: int = 300) -> dict:
-    """Embeddings, poses, stamps of town ``seed``'s mapping drive (traversal 0)."""
-    path = cache / embedder.fingerprint / f"map_s{seed}_t0_{frames}.npz"
+def map_arrays(
+    embedder: Embedder, cache: Path, seed: int, frames: int = 300, headings: tuple = (0.0,)
+) -> dict:
+    """Embeddings, poses, stamps, headings and keyframe ids of town ``seed``'s mapping drive
+    (traversal 0): one entry per keyframe and crop heading, keyframe by keyframe, its pose
+    the LiDAR pose turned by the heading (as ``liploc build-map --headings`` stores them)."""
+    per = [_heading_arrays(embedder, cache, seed, frames, float(h)) for h in headings]
+    n, k = len(per[0]["stamps"]), len(per)
+    turn = np.stack([turned(np.eye(4), float(h)) for h in headings])
+    return {
+        "embeddings": np.stack([p["embeddings"] for p in per], axis=1).reshape(n * k, -1),
+        "poses": np.einsum("nij,hjk->nhik", per[0]["poses"], turn).reshape(n * k, 4, 4),
+        "stamps": np.repeat(per[0]["stamps"], k),
+        "heading_deg": np.tile(np.asarray(headings, np.float32), n),
+        "keyframes": np.repeat(np.arange(n, dtype=np.int64), k),
+    }
+
+
+def turned(pose: np.ndarray, heading_deg: float) -> np.ndarray:
+    """``pose`` turned by ``heading_deg`` about its own z axis."""
+    h = np.radians(heading_deg)
+    rz = np.eye(4)
+    rz[:2, :2] = [[np.cos(h), -np.sin(h)], [np.sin(h), np.cos(h)]]
+    return pose @ rz
+
+
+def _heading_arrays(embedder: Embedder, cache: Path, seed: int, frames: int, heading: float):
+    tag = "" if heading == 0.0 else f"_h{heading:g}"
+    path = cache / embedder.fingerprint / f"map_s{seed}_t0_{frames}{tag}.npz"
     if path.exists():
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
     pre = embedder.loaded.preprocess
-    drive = make_drive(seed, 0, frames, lidar_window=scan_window(pre.lidar))
+    window = dataclasses.replace(scan_window(pre.lidar), azimuth_centre=np.radians(heading))
+    drive = make_drive(seed, 0, frames, lidar_window=window)
     keep = select_keyframes(drive.poses[:, :3, 3], 1.0)
     scans = [drive.frame(int(i), image=False).points for i in keep]
     arrays = {
-        "embeddings": embedder.embed_scans(scans),
+        "embeddings": embedder.embed_scans(scans, heading_deg=heading),
         "poses": drive.poses[keep],
         "stamps": drive.stamps[keep],
     }
@@ -104,7 +132,15 @@ def build_map(embedder: Embedder, parts: list[dict], names: list[str]) -> MapDat
     poses = np.concatenate([p["poses"] for p in parts])
     stamps = np.concatenate([p["stamps"] for p in parts])
     source = np.concatenate([np.full(len(p["stamps"]), i, np.int32) for i, p in enumerate(parts)])
-    return MapDatabase.from_poses(emb, poses, stamps, info, source_index=source)
+    headings = np.concatenate([p["heading_deg"] for p in parts])
+    keyframes, offset = [], 0
+    for p in parts:
+        keyframes.append(p["keyframes"] + offset)
+        offset += int(p["keyframes"].max()) + 1
+    return MapDatabase.from_poses(
+        emb, poses, stamps, info, source_index=source, heading_deg=headings,
+        keyframes=np.concatenate(keyframes),
+    )  # fmt: skip
 
 
 def shifted(part: dict, dx: float, dy: float) -> dict:

@@ -13,14 +13,27 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import yaml
 
 from liploc_ros.errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
@@ -59,6 +72,8 @@ def to_dict(obj: Any) -> Any:
         return {k: to_dict(v) for k, v in obj.items()}
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, Enum):  # a Choice: its plain string (yaml.safe_dump refuses enums)
+        return obj.value
     return obj
 
 
@@ -90,6 +105,15 @@ def load_config(cls: type[T], path: str | Path) -> T:
         raise ConfigError(f"{path}: {err}") from err
 
 
+def _enum_member(tp: type[Enum], value: Any, path: str) -> Enum:
+    """The member of ``tp`` whose value ``value`` is; the error lists the allowed values."""
+    try:
+        return tp(value)
+    except (TypeError, ValueError):
+        allowed = ", ".join(repr(m.value) for m in tp)
+        raise ConfigError(f"{path}: {value!r} is not one of {allowed}") from None
+
+
 def _convert(tp: Any, value: Any, path: str) -> Any:  # noqa: PLR0911, PLR0912
     origin = get_origin(tp)
     if tp is Any:
@@ -114,7 +138,9 @@ def _convert(tp: Any, value: Any, path: str) -> Any:  # noqa: PLR0911, PLR0912
         if value not in allowed:
             raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, allowed))}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and issubclass(tp, Enum):  # a Choice: its value, as in YAML
+        return _enum_member(tp, value, path)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         return from_dict(tp, value, path)

@@ -15,16 +15,26 @@ import logging
 import platform
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal
 
 import torch
 
+from liploc_ros.config_fields import Choice
 from liploc_ros.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
+
+class Precision(Choice):
+    """Numeric precision of the encoders (``precision`` of the nodes and the CLI)."""
+
+    #: fp16 on CUDA, bf16 on a CPU with bf16 matrix units, else fp32 (:func:`resolve_precision`)
+    AUTO = "auto"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+PRECISIONS: tuple[str, ...] = Precision.values()
 
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 

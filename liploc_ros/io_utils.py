@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def _read_umask() -> int:
@@ -41,6 +41,7 @@ def atomic_open(path: str | Path, mode: str = "wb", *, fsync: bool = False) -> I
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        handle: IO[Any]
         if mode == "w":
             handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
         else:

@@ -1,8 +1,9 @@
-"""Package hygiene: manifest, layering (the core never imports rclpy), lint."""
+"""Package hygiene: manifest, layering (the core never imports rclpy), lint, type check."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -87,3 +88,22 @@ def test_ruff_lint_and_format_are_clean():
         check=False,
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_the_package_ships_its_py_typed_marker():
+    assert (ROOT / "liploc_ros" / "py.typed").is_file()
+    assert 'package_data={package_name: ["py.typed"]}' in (ROOT / "setup.py").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed")
+def test_mypy_finds_no_type_errors():
+    # the [mypy] section of setup.cfg says what to check and how strictly (`make lint` too)
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -4,59 +4,31 @@ looked up in the package's share folder (what README's ``model:=models/...`` mea
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import pytest
-from launch_file_helpers import parse_launch
+from launch_file_helpers import run_launch
 from localizer_helpers import make_model_file
 
 from liploc_ros import paths
 from liploc_ros.cli import main
-from liploc_ros.mapping.model_file import load_model_file
+from liploc_ros.model.model_file import load_model_file
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = [ROOT / "launch" / "localize.launch.py", ROOT / "launch" / "build_map.launch.py"]
 DEMO = "liploc_demo.safetensors"
 
 
-def _model_default(tree: ast.Module) -> ast.expr:
-    """The default_value of DeclareLaunchArgument("model", ...), a name resolved to the
-    expression assigned to it."""
-    calls = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and getattr(node.func, "id", "") == "DeclareLaunchArgument"
-        and node.args
-        and getattr(node.args[0], "value", None) == "model"
-    ]
-    (call,) = calls
-    (default,) = [kw.value for kw in call.keywords if kw.arg == "default_value"]
-    if isinstance(default, ast.Name):
-        (default,) = [
-            node.value
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Assign)
-            and any(getattr(t, "id", "") == default.id for t in node.targets)
-        ]
-    return default
-
-
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
-def test_the_model_argument_defaults_to_the_installed_demo_model(launch_file):
-    default = _model_default(parse_launch(launch_file))
-    assert isinstance(default, ast.Call)
-    assert default.func.id == "PathJoinSubstitution"
-    (parts,) = default.args
-    share, *rest = parts.elts
-    assert ast.unparse(share) == "FindPackageShare('liploc_ros')"
-    assert [p.value for p in rest] == ["models", DEMO]
-    assert (ROOT / "models" / DEMO).is_file()
-    # setup.py installs it there
-    assert re.search(r'share/\{package_name\}/models", glob\("models/\*\.safetensors"\)',
-                     (ROOT / "setup.py").read_text())  # fmt: skip
+def test_the_model_argument_defaults_to_the_installed_demo_model(launch_file, installed_share):
+    launched = run_launch(launch_file, installed_share)
+    model = installed_share / "models" / DEMO
+    assert launched.configurations["model"] == str(model)
+    assert launched.node.parameters[1]["model"] == str(model)
+    assert model.resolve() == (ROOT / "models" / DEMO).resolve()  # setup.py installs it there
+    # model:='' keeps the parameter file's
+    assert "model" not in run_launch(launch_file, installed_share, model="").node.parameters[1]
 
 
 def test_a_relative_model_path_is_looked_up_in_the_share_folder(tmp_path, monkeypatch):

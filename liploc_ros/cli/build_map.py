@@ -3,6 +3,7 @@
     liploc build-map --source synthetic:0:0:300 --model MODEL.safetensors --out map.lmap
     liploc build-map --kitti /data/kitti --sequence 08 --model liploc_vit.pth --out 08.lmap
     liploc build-map --bag run1/ --points-topic /ouster/points --sensor os1-64 ...
+    liploc build-map ... --headings 0,180   # also the rear crop: matches driving back
 
 Settings come from the defaults, then ``--config`` (the ``build`` and ``bag`` sections of
 config/map_builder.yaml's ``map_builder_node: ros__parameters:``), then the flags given.
@@ -17,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from liploc_ros.cli.source_flags import add_source_arguments, source_spec
 from liploc_ros.config import from_dict, load_yaml, to_dict
 from liploc_ros.errors import ConfigError
 
@@ -40,17 +42,9 @@ _NODE = "map_builder_node"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    src = parser.add_argument_group("source (exactly one)")
-    src.add_argument("--source", help="kind:args, e.g. bag:PATH, kitti:ROOT:SEQ, "
-                     "kitti360:ROOT:DRIVE, synthetic:SEED[:TRAVERSAL[:FRAMES]]")  # fmt: skip
-    src.add_argument("--bag", type=Path, help="a ROS 1 or ROS 2 bag")
-    src.add_argument("--kitti", type=Path, help="KITTI odometry root (with --sequence)")
-    src.add_argument("--sequence", help="KITTI sequence, e.g. 08")
-    src.add_argument("--kitti360", type=Path, help="KITTI-360 root (with --drive)")
-    src.add_argument("--drive", help="KITTI-360 drive number or name")
-    src.add_argument("--synthetic", type=int, metavar="SEED", help="a synthetic town's drive")
-    src.add_argument("--traversal", type=int, default=0, help="synthetic traversal (0)")
-    src.add_argument("--frames", type=int, default=300, help="synthetic frames (300)")
+    from liploc_ros.mapdb.indexes.registry import choices_text as index_choices_text
+
+    add_source_arguments(parser, "source (exactly one)", traversal_flags=True)
 
     parser.add_argument("--model", type=Path, required=True,
                         help="liploc .safetensors model or authors' .pth checkpoint")  # fmt: skip
@@ -67,9 +61,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--precision", help="auto, fp32, fp16, bf16 (auto)")
     build.add_argument("--backend", help="torch, openvino, onnxruntime (torch)")
     build.add_argument("--dtype", choices=("float32", "float16"), help="stored embeddings")
-    build.add_argument("--index", help="auto, flat, ivf, hnsw (auto)")
+    build.add_argument("--index", help=f"{index_choices_text()} (auto)")
     build.add_argument("--workers", type=int, help="preprocessing threads (2); 0: no overlap")
     build.add_argument("--frame-id", help="frame of the map's poses (map)")
+    build.add_argument("--headings", metavar="DEG,DEG|N",
+                       help="crop headings, one map entry per keyframe and heading: degrees "
+                       "CCW from the LiDAR's x axis ('0,180') or a count of evenly spaced "
+                       "ones ('4': 0,90,180,270); default 0, the forward crop only")  # fmt: skip
     build.add_argument("--threads", type=int, help="torch CPU threads (torch's default)")
 
     bag = parser.add_argument_group("bag reading (override --config)")
@@ -88,33 +86,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--checkpoint-every", type=float, default=60.0, metavar="S",
                            help="seconds between checkpoints (60)")  # fmt: skip
     run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def source_spec(args: argparse.Namespace) -> str:
-    """The one source the flags name, as an ``open_source`` spec."""
-    given = []
-    if args.source:
-        given.append(args.source)
-    if args.bag is not None:
-        given.append(f"bag:{args.bag}")
-    if args.kitti is not None:
-        given.append(f"kitti:{args.kitti}" + (f":{args.sequence}" if args.sequence else ""))
-    if args.kitti360 is not None:
-        if not args.drive:
-            raise ConfigError("--kitti360 needs --drive")
-        given.append(f"kitti360:{args.kitti360}:{args.drive}")
-    if args.synthetic is not None:
-        given.append(f"synthetic:{args.synthetic}:{args.traversal}:{args.frames}")
-    if len(given) != 1:
-        raise ConfigError(
-            "name exactly one source: --source SPEC, --bag, --kitti, --kitti360 or --synthetic"
-            + (f" (got {', '.join(given)})" if given else "")
-        )
-    if args.sequence and args.kitti is None:
-        raise ConfigError("--sequence goes with --kitti")
-    if args.drive and args.kitti360 is None:
-        raise ConfigError("--drive goes with --kitti360")
-    return given[0]
 
 
 def read_config_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -157,20 +128,30 @@ def read_config_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return sections[0], sections[1]
 
 
+def _build_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The MapBuildConfig fields the flags set (they override --config)."""
+    from liploc_ros.mapping.headings import parse_headings
+
+    values = {key: getattr(args, flag) for flag, key in _BUILD_FLAGS.items()}
+    values = {key: value for key, value in values.items() if value is not None}
+    if args.headings is not None:
+        try:
+            values["headings"] = parse_headings(args.headings)
+        except ConfigError as err:
+            raise ConfigError(f"--{err}") from err  # its messages start with "headings"
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from liploc_ros.datasets.registry import open_source, parse_spec
     from liploc_ros.mapping import MapBuildConfig, build_map, checkpoint_path_for
-    from liploc_ros.mapping.model_file import load_model_file
-    from liploc_ros.model import Embedder
+    from liploc_ros.model.model_file import load_embedder
 
     spec = source_spec(args)
     build_values, bag_values = read_config_file(args.config) if args.config else ({}, {})
-    for flag, key in _BUILD_FLAGS.items():
-        if getattr(args, flag) is not None:
-            build_values[key] = getattr(args, flag)
-    config = from_dict(MapBuildConfig, build_values)
+    config = from_dict(MapBuildConfig, {**build_values, **_build_flags(args)})
     for flag in _BAG_FLAGS:
         if getattr(args, flag) is not None:
             bag_values[flag] = getattr(args, flag)
@@ -187,17 +168,19 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
 
-    loaded = load_model_file(args.model, normalize=args.normalize, sensor=args.sensor)
-    embedder = Embedder(
-        loaded, device=config.device, precision=config.precision, batch_size=config.batch_size,
-        backend=config.backend,
+    embedder = load_embedder(
+        args.model, device=config.device, precision=config.precision,
+        batch_size=config.batch_size, backend=config.backend, normalize=args.normalize,
+        sensor=args.sensor,
     )  # fmt: skip
+    loaded = embedder.loaded
     source = open_source(spec, **(bag_values if is_bag else {}))
     print(
         f"building a map of {source.name} with {loaded.model_config.name} "
         f"({loaded.fingerprint}, LiDAR {loaded.preprocess.lidar.sensor}, "
         f"{loaded.preprocess.lidar_image_size} px) with {embedder.describe()}, "
-        f"keyframes every {config.keyframe_distance:g} m"
+        f"keyframes every {config.keyframe_distance:g} m, crops facing "
+        f"{', '.join(f'{h:g}' for h in config.headings)} deg"
     )
     checkpoint = None if args.no_checkpoint else checkpoint_path_for(out)
     if checkpoint is not None and checkpoint.exists() and not args.resume:

@@ -36,7 +36,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from liploc_ros.model.authors import load_authors_checkpoint
-    from liploc_ros.model.checkpoint import save_model
+    from liploc_ros.model.liploc_file import save_model
     from liploc_ros.preprocess.config import PreprocessConfig, sensor_preset
 
     if args.output.resolve() == args.checkpoint.resolve():

@@ -26,10 +26,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from liploc_ros.errors import ConfigError
 from liploc_ros.io_utils import write_text_atomic
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from liploc_ros.mapdb import MapDatabase
+    from liploc_ros.model import Embedder
 
 DEMO_MODEL = "liploc_demo.safetensors"
 DEFAULT_SEED = 100
@@ -251,13 +257,14 @@ def _render(args: argparse.Namespace, out: Path, progress: bool) -> dict[str, Pa
     return bags
 
 
-def _build_map(model: Path, bag: Path, args: argparse.Namespace, out: Path, progress: bool):
+def _build_map(
+    model: Path, bag: Path, args: argparse.Namespace, out: Path, progress: bool
+) -> tuple[Path, MapDatabase, Embedder]:
     from liploc_ros.datasets.registry import open_source
     from liploc_ros.mapping import MapBuildConfig, build_map
-    from liploc_ros.mapping.model_file import load_model_file
-    from liploc_ros.model import Embedder
+    from liploc_ros.model.model_file import load_embedder
 
-    embedder = Embedder(load_model_file(model), device=args.device)
+    embedder = load_embedder(model, device=args.device)
     config = MapBuildConfig(keyframe_distance=args.keyframe_distance, device=args.device)
     database, summary = build_map(open_source(f"bag:{bag}"), embedder, config, progress=progress)
     path = database.save(out / "map.lmap")
@@ -293,12 +300,13 @@ def _single_frame_poses(bag: Path, stamps: set[float], embedder: Any, database: 
     from liploc_ros.datasets.interpolation import invert_transform
     from liploc_ros.datasets.registry import open_source
     from liploc_ros.datasets.rosbag_writer import DEFAULT_T_BASE_LIDAR
-    from liploc_ros.localization import Localizer, LocalizerConfig
+    from liploc_ros.localization import LocalizerConfig
+    from liploc_ros.localization.factory import frame_localizer, open_localizer
     from liploc_ros.paths import config_file
     from liploc_ros.ros.demo_report import Received, stamp_key
 
     config = LocalizerConfig(**read_config_file(config_file("localizer.yaml")))
-    localizer = Localizer(embedder, database, config)
+    localizer = frame_localizer(open_localizer(embedder, database, mode="single", config=config))
     T_lidar_base = invert_transform(DEFAULT_T_BASE_LIDAR)
     wanted = {stamp_key(s) for s in stamps}
     frames = [f for f in open_source(f"bag:{bag}").iter_frames(points=False)
@@ -306,7 +314,8 @@ def _single_frame_poses(bag: Path, stamps: set[float], embedder: Any, database: 
     out = []
     for i in range(0, len(frames), 32):
         batch = frames[i : i + 32]
-        for est in localizer.localize_batch([f.image for f in batch], [f.stamp for f in batch]):
+        images = cast("list[np.ndarray]", [f.image for f in batch])  # read with image=True
+        for est in localizer.localize_batch(images, [f.stamp for f in batch]):
             if est.ok:
                 out.append(Received(est.stamp, (est.pose @ T_lidar_base)[:3, 3]))
     return out

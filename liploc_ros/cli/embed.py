@@ -30,13 +30,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from liploc_ros.datasets.frame_files import read_image, read_scan
     from liploc_ros.io_utils import write_bytes_atomic
-    from liploc_ros.mapping.model_file import load_model_file
-    from liploc_ros.model import Embedder
+    from liploc_ros.model.model_file import load_embedder
 
     if not args.images and not args.scans:
         raise ConfigError("nothing to embed: give --images and/or --scans")
-    loaded = load_model_file(args.model)
-    embedder = Embedder(loaded, device=args.device, precision=args.precision, backend=args.backend)
+    embedder = load_embedder(
+        args.model, device=args.device, precision=args.precision, backend=args.backend
+    )
+    loaded = embedder.loaded
     dim = embedder.embed_dim
     camera = np.zeros((0, dim), np.float32)
     lidar = np.zeros((0, dim), np.float32)

@@ -19,10 +19,16 @@ import json
 import logging
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from liploc_ros.errors import ConfigError
+
+if TYPE_CHECKING:
+    from liploc_ros.model.liploc_file import LoadedModel
+    from liploc_ros.preprocess.config import PreprocessConfig
+    from liploc_ros.training.pictures import PictureSet
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +67,32 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="write results and figures here")
     parser.add_argument(
-        "--mode", choices=("single", "sequence"), default="single",
+        "--mode", choices=("single", "sequence"), default="single",  # factory.MODES
         help="with --queries, also localize the query drive in time order and report the "
         "published poses: single (every frame alone, default) or sequence (the particle "
         "filter with the query drive's odometry)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--headings", type=_headings, default=(0.0,), metavar="DEGREES|COUNT",
+        help="crop headings of the map's entries, as build-map takes them: 0,180 (forward and "
+        "rear crops) or a count of evenly spaced ones (default 0: the forward crop only)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _load(path: Path | None, max_distance: float | None):
+def _headings(text: str) -> tuple[float, ...]:
+    from liploc_ros.mapping.headings import parse_headings
+
+    try:
+        return parse_headings(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _load(path: Path | None, max_distance: float | None) -> tuple[LoadedModel, Path]:
     from liploc_ros.errors import CheckpointError
-    from liploc_ros.mapping.model_file import load_model_file
+    from liploc_ros.model.model_file import load_model_file
     from liploc_ros.paths import models_dir, resolve_shared_path
 
     if path is None:
@@ -88,16 +108,27 @@ def _load(path: Path | None, max_distance: float | None):
     return loaded, path
 
 
-def _pictures(spec: str, pre, cache_dir: Path | None, workers: int, progress: bool, tmp):
+def _pictures(
+    spec: str,
+    pre: PreprocessConfig,
+    cache_dir: Path | None,
+    workers: int,
+    progress: bool,
+    tmp: str,
+    headings: Sequence[float] = (0.0,),
+) -> PictureSet:
     from liploc_ros.datasets.base import IndexedSource
-    from liploc_ros.training.pictures import LazyPictures, cache_pictures
+    from liploc_ros.training.picture_cache import cache_pictures
+    from liploc_ros.training.pictures import LazyPictures
     from liploc_ros.training.sources import open_source
 
-    source = open_source(spec, pre)
+    source = open_source(spec, pre, headings)
     if cache_dir is None and isinstance(source, IndexedSource):
-        return LazyPictures(source, pre)
+        return LazyPictures(source, pre, headings)
     root = cache_dir if cache_dir is not None else Path(tmp)
-    return cache_pictures(spec, source, pre, root, workers=workers, progress=progress)
+    return cache_pictures(
+        spec, source, pre, root, headings=headings, workers=workers, progress=progress
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="liploc-eval-") as tmp:
         opts = (loaded.preprocess, args.cache_dir, args.workers, progress, tmp)
-        map_set = _pictures(args.source, *opts)
+        map_set = _pictures(args.source, *opts, headings=args.headings)
         query_set = _pictures(args.queries, *opts) if args.queries else None
         result = evaluate_pictures(
             embedder.embed_camera,
@@ -131,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             workers=args.workers,
             progress=progress,
+            headings=args.headings,
         )
     summary = {"model": str(path), "fingerprint": loaded.fingerprint, **result.summary()}
     if args.queries:
@@ -162,16 +194,22 @@ def run(args: argparse.Namespace) -> int:
 
 def _localize_queries(args: argparse.Namespace, loaded: Any, result: Any) -> dict[str, Any]:
     """The query drive localized in the map drive's embeddings, in ``args.mode``."""
+    import numpy as np
+
     from liploc_ros.datasets.base import IndexedSource
     from liploc_ros.localization.stream_eval import evaluate_stream
     from liploc_ros.mapdb import MapDatabase
     from liploc_ros.mapdb.info import MapInfo
+    from liploc_ros.mapping.headings import turn_pose
     from liploc_ros.training.sources import open_source
 
     maps = open_source(args.source)
     queries = open_source(args.queries)
     if not isinstance(maps, IndexedSource) or not isinstance(queries, IndexedSource):
         raise ConfigError("--mode needs random-access sources (KITTI, KITTI-360, synthetic)")
+    map_poses, query_poses = maps.poses, queries.poses
+    assert map_poses is not None  # evaluate_pictures needed the poses of both
+    assert query_poses is not None
     info = MapInfo(
         model_fingerprint=loaded.fingerprint,
         model_name=loaded.model_config.name,
@@ -180,13 +218,18 @@ def _localize_queries(args: argparse.Namespace, loaded: Any, result: Any) -> dic
         lidar=loaded.preprocess.lidar,
         sources=(maps.name,),
     )
-    db = MapDatabase.from_poses(
-        result.lidar, maps.poses[result.db_frames], maps.stamps[result.db_frames], info
+    frames = result.db_frames
+    poses = np.stack(
+        [turn_pose(p, h) for p, h in zip(map_poses[frames], result.db_heading_deg, strict=True)]
     )
+    db = MapDatabase.from_poses(
+        result.lidar, poses, maps.stamps[frames], info, heading_deg=result.db_heading_deg,
+        keyframes=np.unique(frames, return_inverse=True)[1],
+    )  # fmt: skip
     rows = result.query_frames
     odometry = queries.odometry
     _, figures = evaluate_stream(
-        db, result.camera, queries.poses[rows], queries.stamps[rows],
+        db, result.camera, query_poses[rows], queries.stamps[rows],
         None if odometry is None else odometry[rows], mode=args.mode,
         threshold_m=args.threshold,
     )  # fmt: skip

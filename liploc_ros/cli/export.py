@@ -51,7 +51,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from liploc_ros.deploy import export_model
     from liploc_ros.deploy.verify import verify_export
-    from liploc_ros.mapping.model_file import load_model_file
+    from liploc_ros.model.model_file import load_model_file
 
     loaded = load_model_file(args.model, normalize=args.normalize)
     out: Path = args.out.expanduser()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from liploc_ros.cli.source_flags import add_source_arguments, source_spec
 from liploc_ros.config import from_dict, load_yaml, to_dict
 from liploc_ros.errors import ConfigError, DatasetError
 
@@ -41,24 +41,18 @@ _SECTION = "localizer"
 #: flag -> LocalizerConfig field
 _CONFIG_FLAGS = ("top_k", "min_score", "max_spread_m", "min_confidence", "temperature")
 _BAG_FLAGS = ("image_topic", "pose_topic", "pose_source", "map_frame", "anchor")
-_SYNTHETIC_SPEC = re.compile(r"(synthetic:)?\d+(:\d+){0,2}")
+#: liploc_ros.localization.factory.MODES, spelled out: that import would load torch for --help
+_MODES = ("sequence", "single")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    src = parser.add_argument_group("frames to localize (exactly one source)")
-    src.add_argument("--source", help="kind:args, e.g. bag:PATH, kitti:ROOT:SEQ, "
-                     "kitti360:ROOT:DRIVE, synthetic:SEED[:TRAVERSAL[:FRAMES]]")  # fmt: skip
-    src.add_argument("--bag", type=Path, help="a ROS 1 or ROS 2 bag")
-    src.add_argument("--kitti", type=Path, help="KITTI odometry root (with --sequence) or a "
-                     "sequence folder")  # fmt: skip
-    src.add_argument("--sequence", help="KITTI sequence (or traversal of a liploc synth folder)")
-    src.add_argument("--kitti360", type=Path, help="KITTI-360 root (with --drive)")
-    src.add_argument("--drive", help="KITTI-360 drive number or name")
-    src.add_argument("--synthetic", metavar="DIR_OR_SPEC",
-                     help="SEED[:TRAVERSAL[:FRAMES]] rendered on the fly, or a `liploc synth` "
-                     "output folder (traversal --sequence, default 01)")  # fmt: skip
+    add_source_arguments(parser, "frames to localize (exactly one source)")
 
     parser.add_argument("--map", type=Path, required=True, help="map database file")
+    parser.add_argument("--headings", metavar="DEGREES|COUNT",
+                        help="crop headings the map must hold, as build-map takes them (0,180: "
+                        "forward and rear crops); refused if the map was built without them "
+                        "(default: whatever it holds)")  # fmt: skip
     parser.add_argument("--model", type=Path, required=True,
                         help="the map's model (.safetensors, or an authors' .pth)")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -66,7 +60,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="an authors' .pth is their L2-normalised (Norm) variant")  # fmt: skip
     parser.add_argument("--config", type=Path,
                         help="YAML with `localizer` and `sequence` sections")  # fmt: skip
-    parser.add_argument("--mode", choices=("sequence", "single"), default="sequence",
+    parser.add_argument("--mode", choices=_MODES, default="sequence",
                         help="sequence: track with odometry and retrieval (a particle filter, "
                         "default); single: every frame alone")  # fmt: skip
 
@@ -107,60 +101,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     bag.add_argument("--map-frame", help="tf frame of the ground truth (the tf tree's root)")
     bag.add_argument("--anchor", choices=("auto", "lidar", "camera"), default="camera",
                      help="one frame per image (camera, default) or per scan (lidar)")  # fmt: skip
-
-
-def _synthetic_spec(value: str, sequence: str | None) -> str:
-    """``--synthetic``: a spec, or a `liploc synth` folder (kitti or bag layout)."""
-    if _SYNTHETIC_SPEC.fullmatch(value.strip()):
-        rest = value.strip().removeprefix("synthetic:")
-        return f"synthetic:{rest}"
-    folder = Path(value).expanduser()
-    if not folder.is_dir():
-        raise ConfigError(
-            f"--synthetic {value!r}: neither SEED[:TRAVERSAL[:FRAMES]] nor an existing folder"
-        )
-    seq = f"{int(sequence):02d}" if sequence and sequence.isdigit() else (sequence or "01")
-    if (folder / "kitti" / "sequences").is_dir():
-        return f"kitti:{folder / 'kitti'}:{seq}"
-    if (folder / "sequences").is_dir():
-        return f"kitti:{folder}:{seq}"
-    if (folder / "image_2").is_dir():
-        return f"kitti:{folder}"
-    if (folder / "bags").is_dir():
-        return f"bag:{folder / 'bags' / f't{int(seq)}'}"
-    raise ConfigError(
-        f"--synthetic {folder}: not a `liploc synth` output (no kitti/sequences, sequences/, "
-        "image_2/ or bags/ inside)"
-    )
-
-
-def source_spec(args: argparse.Namespace) -> str:
-    """The one source the flags name, as an ``open_source`` spec."""
-    given = []
-    if args.source:
-        given.append(args.source)
-    if args.bag is not None:
-        given.append(f"bag:{args.bag}")
-    if args.kitti is not None:
-        given.append(
-            f"kitti:{args.kitti}:{args.sequence}" if args.sequence else f"kitti:{args.kitti}"
-        )
-    if args.kitti360 is not None:
-        if not args.drive:
-            raise ConfigError("--kitti360 needs --drive")
-        given.append(f"kitti360:{args.kitti360}:{args.drive}")
-    if args.synthetic is not None:
-        given.append(_synthetic_spec(args.synthetic, args.sequence))
-    if len(given) != 1:
-        raise ConfigError(
-            "name exactly one source: --source SPEC, --bag, --kitti, --kitti360 or --synthetic"
-            + (f" (got {', '.join(given)})" if given else "")
-        )
-    if args.sequence and args.kitti is None and args.synthetic is None:
-        raise ConfigError("--sequence goes with --kitti or a --synthetic folder")
-    if args.drive and args.kitti360 is None:
-        raise ConfigError("--drive goes with --kitti360")
-    return given[0]
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -259,13 +199,29 @@ def _truth(pose: np.ndarray | None) -> np.ndarray | None:
     return pose if np.isfinite(pose).all() else None
 
 
+def _check_headings(args: argparse.Namespace, database: Any) -> None:
+    """``--headings``: the map must hold every crop heading asked for."""
+    if args.headings is None:
+        return
+    from liploc_ros.mapping.headings import format_headings, parse_headings
+
+    wanted = parse_headings(args.headings)
+    missing = sorted(set(wanted) - set(database.headings))
+    if missing:
+        raise ConfigError(
+            f"--headings {args.headings}: map {args.map} holds crops at "
+            f"{format_headings(database.headings)} deg, not at "
+            f"{format_headings(tuple(missing))} deg; rebuild it with "
+            f"`liploc build-map ... --headings {args.headings}`"
+        )
+
+
 def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915
     import torch
     from tqdm import tqdm
 
     from liploc_ros.datasets.base import IndexedSource
     from liploc_ros.datasets.registry import open_source, parse_spec
-    from liploc_ros.localization import Localizer
     from liploc_ros.localization.evaluation import (
         RECALL_KS,
         FrameRecord,
@@ -273,13 +229,12 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915
         summarize,
         truth_positions,
     )
+    from liploc_ros.localization.factory import frame_localizer, open_localizer
     from liploc_ros.localization.frame_check import check_ground_truth_frame
     from liploc_ros.localization.outputs import write_frames_csv, write_summary, write_trajectories
     from liploc_ros.localization.track_metrics import track_summary
     from liploc_ros.localization.tracking import TrackingLocalizer
-    from liploc_ros.mapdb import MapDatabase
-    from liploc_ros.mapping.model_file import load_model_file
-    from liploc_ros.model import Embedder
+    from liploc_ros.mapping.headings import format_headings
 
     spec = source_spec(args)
     config = localizer_config(args)
@@ -289,23 +244,24 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
-    database = MapDatabase.load(args.map.expanduser())
-    loaded = load_model_file(args.model, normalize=args.normalize)
-    embedder = Embedder(
-        loaded, device=args.device, precision=args.precision, batch_size=args.batch_size,
-        backend=args.backend,
+    opened = open_localizer(
+        args.model, args.map.expanduser(), mode=args.mode, config=config,
+        sequence=sequence_config(args) if args.mode == "sequence" else None,
+        device=args.device, precision=args.precision, backend=args.backend,
+        batch_size=args.batch_size, normalize=args.normalize,
     )  # fmt: skip
-    localizer = Localizer(embedder, database, config)
-    tracker = (
-        TrackingLocalizer(localizer, sequence_config(args)) if args.mode == "sequence" else None
-    )
+    localizer = frame_localizer(opened)
+    tracker = opened if isinstance(opened, TrackingLocalizer) else None
+    database, embedder, loaded = localizer.database, localizer.embedder, localizer.embedder.loaded
+    _check_headings(args, database)
     source = open_source(spec, **(bag_options if is_bag else {}))
     out: Path = args.out.expanduser()
     out.mkdir(parents=True, exist_ok=True)
     print(
-        f"localizing {source.name} in {args.map} ({len(database)} entries, "
-        f"{database.index_kind} index) with {loaded.model_config.name} ({loaded.fingerprint}) "
-        f"with {embedder.describe()}, batches of {args.batch_size}"
+        f"localizing {source.name} in {args.map} ({len(database)} entries, crops at "
+        f"{format_headings(database.headings)} deg, {database.index_kind} index) with "
+        f"{loaded.model_config.name} ({loaded.fingerprint}) with {embedder.describe()}, "
+        f"batches of {args.batch_size}"
     )
     localizer.warm_up()
 

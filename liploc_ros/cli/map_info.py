@@ -27,20 +27,11 @@ def default_plot_path(map_path: Path) -> Path:
 
 
 def _index_text(index: dict) -> str:
-    kind = index["kind"]
-    if kind == "flat":
-        return "flat (exact search)"
-    if kind == "ivf":
-        text = f"ivf, {index['nlist']} lists, nprobe {index['nprobe']}"
-    else:
-        text = f"hnsw, M {index['hnsw_m']}, efSearch {index['ef_search']}"
-    text += f", 8-bit codes, {index['rerank']} candidates re-scored exactly"
-    if index["tuned_recall"] >= 0:
-        text += (
-            f"; top-1 recall {index['tuned_recall']:.3f} on {index['tuning_queries']} "
-            "held-out entries at build"
-        )
-    return text
+    """The index kind's own one-line description of the header entry ``index``."""
+    from liploc_ros.mapdb.indexes.registry import get_kind
+
+    kind = get_kind(index["kind"])
+    return kind.describe(kind.params_from_header(index))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +55,13 @@ def run(args: argparse.Namespace) -> int:
             "file",
             f"{info['path']} ({info['file_bytes']:,} bytes, format {info['format_version']})",
         ),
-        ("entries", f"{info['entries']:,}"),
+        ("entries", f"{info['entries']:,} from {info['keyframes']:,} keyframes"),
+        (
+            "headings",
+            ", ".join(f"{h:g}" for h in info["headings_deg"]) + " deg (crop centres, CCW)"
+            if info["headings_deg"]
+            else "-",
+        ),
         ("model", f"{info['model']['name']} (fingerprint {info['model']['fingerprint']})"),
         (
             "embeddings",

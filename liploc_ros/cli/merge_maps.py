@@ -7,12 +7,14 @@ from pathlib import Path
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    from liploc_ros.mapdb.indexes.registry import index_choices
+
     parser.add_argument("out", type=Path, help="the merged map file to write")
     parser.add_argument("maps", type=Path, nargs="+", help="two or more map files")
     parser.add_argument(
         "--index",
         default="auto",
-        choices=("auto", "flat", "ivf", "hnsw"),
+        choices=index_choices(),
         help="search index stored with the merged map (auto: exact below 200k entries)",
     )
     parser.add_argument(

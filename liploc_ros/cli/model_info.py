@@ -21,8 +21,8 @@ def describe(path: Path) -> dict[str, Any]:
     """The model-info dictionary of a liploc file or an authors' checkpoint."""
     from liploc_ros.config import to_dict
     from liploc_ros.model.authors import load_authors_checkpoint
-    from liploc_ros.model.checkpoint import read_model_info
     from liploc_ros.model.file_kind import model_file_kind
+    from liploc_ros.model.liploc_file import read_model_info
     from liploc_ros.paths import resolve_shared_path
 
     path = resolve_shared_path(path)

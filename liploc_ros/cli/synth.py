@@ -97,6 +97,7 @@ def odometry_model(args: argparse.Namespace) -> OdometryErrorModel | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from liploc_ros.datasets.base import IndexedSource
     from liploc_ros.datasets.kitti import KittiOdometry, write_kitti_odometry
     from liploc_ros.datasets.kitti360 import Kitti360, write_kitti360
     from liploc_ros.datasets.odometry import simulate_odometry
@@ -126,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
             odometry = simulate_odometry(drive.poses, (town.seed, drive.traversal.index), model)
         label = None if model is None else describe_model(model)
         t0 = time.perf_counter()
-        rendered_into = None
+        rendered_into: IndexedSource | None = None
         for layout in layouts:
+            reader: IndexedSource | None
             # Render once; later layouts read back the first one's files (much faster).
             source = WithOdometry(
                 drive if rendered_into is None else rendered_into, odometry, model=label

@@ -15,6 +15,8 @@ message yet stop on a topic whose every message is unreadable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -114,7 +116,7 @@ def _mono16_to_rgb(pixels: np.ndarray) -> np.ndarray:
     return np.repeat(mono, 3, axis=2)
 
 
-def _bayer(code: int):
+def _bayer(code: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda pixels: cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), code)
 
 

@@ -391,7 +391,7 @@ def _check_poses_all_or_none(source: FrameSource, what: str) -> None:
     poses = source.poses
     if poses is None:
         return
-    unposed = np.isnan(np.asarray(poses, dtype=np.float64)).any(axis=(1, 2))
+    unposed: np.ndarray = np.any(np.isnan(np.asarray(poses, dtype=np.float64)), axis=(1, 2))
     if unposed.any() and not unposed.all():
         raise DatasetError(
             f"{what}: {int(unposed.sum())} of {len(unposed)} frames of {source.name!r} have no "

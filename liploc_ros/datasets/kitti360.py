@@ -26,98 +26,57 @@ UTC (the files do not say which zone they are in).
 KITTI-360 records no odometry: a posed drive gets one simulated from its poses
 (:mod:`liploc_ros.datasets.odometry_sources`, seeded by the drive name, labelled
 ``Frame.meta["odometry"] = "simulated"``); unposed frames have none.
+
+This module reads a drive; :mod:`~liploc_ros.datasets.kitti360_writer` writes one and
+:mod:`~liploc_ros.datasets.kitti360_names` holds the drive names and timestamp formats.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import re
-from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import numpy as np
 
-from liploc_ros.datasets.base import Calibration, Frame, FrameSource, IndexedSource
+from liploc_ros.datasets.base import Calibration, Frame, IndexedSource
 from liploc_ros.datasets.frame_files import (
     check_scan_sizes,
     list_frame_files,
     read_image,
     read_scan,
-    remove_stale_frames,
-    write_frame_files,
 )
+from liploc_ros.datasets.kitti360_names import (
+    FRAME_DIGITS,
+    drive_name,
+    format_timestamp,
+    parse_timestamp,
+)
+from liploc_ros.datasets.kitti360_writer import NOMINAL_T_POSE_CAM0, write_kitti360
 from liploc_ros.datasets.odometry import DEFAULT_ODOMETRY_ERRORS, OdometryErrorModel
 from liploc_ros.datasets.odometry_sources import simulated_from_poses, stable_seed
 from liploc_ros.datasets.textfiles import (
     KeyValueFile,
-    format_floats,
-    format_pose_row,
     parse_numbers,
     read_number_rows,
     read_text_lines,
     rows_to_matrices,
 )
 from liploc_ros.errors import DatasetError
-from liploc_ros.io_utils import write_text_atomic
+
+__all__ = [
+    "FALLBACK_PERIOD_S",
+    "NOMINAL_T_POSE_CAM0",
+    "Kitti360",
+    "drive_name",
+    "format_timestamp",
+    "parse_timestamp",
+    "write_kitti360",
+]
 
 log = logging.getLogger(__name__)
 
 #: frame period used for stamps when a drive has no timestamps.txt (10 Hz)
 FALLBACK_PERIOD_S = 0.1
-
-#: T_pose_cam0 written by :func:`write_kitti360`: a nominal placement (not KITTI-360's
-#: measured one) of camera 0 in the vehicle "pose" frame (x forward, y left, z up): looking
-#: forward, 1.5 m ahead of and 0.7 m above the pose frame's origin
-NOMINAL_T_POSE_CAM0 = np.array(
-    [
-        [0.0, 0.0, 1.0, 1.5],
-        [-1.0, 0.0, 0.0, 0.0],
-        [0.0, -1.0, 0.0, 0.7],
-        [0.0, 0.0, 0.0, 1.0],
-    ]
-)
-
-_DIGITS = 10
-_DRIVE_PATTERN = re.compile(r"\d{4}_\d{2}_\d{2}_drive_\d{4}_sync")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-
-def drive_name(drive: str | int) -> str:
-    """KITTI-360's drive folder name: 3, "3", "0003" and the full name all give
-    "2013_05_28_drive_0003_sync"."""
-    if isinstance(drive, (int, np.integer)) and not isinstance(drive, bool):
-        if not 0 <= drive <= 9999:
-            raise DatasetError(f"KITTI-360 drive number must be 0..9999, got {drive}")
-        return f"2013_05_28_drive_{int(drive):04d}_sync"
-    if isinstance(drive, str):
-        name = drive.strip()
-        if name.isdigit() and len(name) <= 4:
-            return drive_name(int(name))
-        if _DRIVE_PATTERN.fullmatch(name):
-            return name
-    raise DatasetError(
-        f"invalid KITTI-360 drive {drive!r}: expected a number or a name like "
-        "2013_05_28_drive_0000_sync"
-    )
-
-
-def parse_timestamp(text: str) -> float:
-    """ "2013-05-28 08:46:02.846905024" -> seconds since the Unix epoch (read as UTC)."""
-    date_time, _, fraction = text.strip().partition(".")
-    whole = dt.datetime.strptime(date_time, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
-    if fraction and not fraction.isdigit():
-        raise ValueError(f"bad fraction of a second {fraction!r}")
-    seconds = (whole - _EPOCH) // dt.timedelta(seconds=1)
-    return float(seconds) + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
-
-
-def format_timestamp(stamp: float) -> str:
-    """Seconds since the Unix epoch -> KITTI-360's "YYYY-MM-DD HH:MM:SS.nnnnnnnnn" (UTC)."""
-    nanoseconds = int((Decimal(stamp) * 10**9).to_integral_value(ROUND_HALF_EVEN))
-    seconds, fraction = divmod(nanoseconds, 10**9)
-    when = _EPOCH + dt.timedelta(seconds=seconds)
-    return f"{when:%Y-%m-%d %H:%M:%S}.{fraction:09d}"
 
 
 def _rigid(R: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -170,8 +129,10 @@ class Kitti360(IndexedSource):
         camera_dir = self.root / "data_2d_raw" / self.drive / "image_00"
         velodyne_dir = self.root / "data_3d_raw" / self.drive / "velodyne_points"
 
-        images = list_frame_files(camera_dir / "data_rect", ".png", _DIGITS, "image_00 camera")
-        scans = list_frame_files(velodyne_dir / "data", ".bin", _DIGITS, "velodyne")
+        images = list_frame_files(
+            camera_dir / "data_rect", ".png", FRAME_DIGITS, "image_00 camera"
+        )
+        scans = list_frame_files(velodyne_dir / "data", ".bin", FRAME_DIGITS, "velodyne")
         self._images, self._scans = self._pair_frames(images, scans)
         check_scan_sizes(self._scans)
         self.frame_ids = np.array([int(p.stem) for p in self._images], dtype=np.int64)
@@ -364,124 +325,3 @@ class Kitti360(IndexedSource):
             odometry=odometry,
             meta=meta,
         )
-
-
-def _calibration_texts(calibration: Calibration) -> dict[str, str]:
-    """The three calibration files for a rectified camera 0 (R_rect = I, P_rect = [K | 0])."""
-    K = np.asarray(calibration.camera_matrix, dtype=np.float64)
-    T_velo_cam0 = np.asarray(calibration.T_lidar_camera, dtype=np.float64)
-    width, height = calibration.image_size
-    P = np.hstack([K, np.zeros((3, 1))])
-    return {
-        "calib_cam_to_velo.txt": format_pose_row(T_velo_cam0) + "\n",
-        "calib_cam_to_pose.txt": f"image_00: {format_pose_row(NOMINAL_T_POSE_CAM0)}\n",
-        "perspective.txt": (
-            f"S_rect_00: {format_floats([width, height])}\n"
-            f"R_rect_00: {format_floats(np.eye(3).reshape(-1))}\n"
-            f"P_rect_00: {format_pose_row(P)}\n"
-        ),
-    }
-
-
-def write_kitti360(
-    source: FrameSource,
-    root: str | Path,
-    drive: str | int = 0,
-    *,
-    progress: bool = True,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``source`` as KITTI-360 drive ``drive`` under ``root``; returns ``root`` (the
-    folder :class:`Kitti360` reads, with the drive name).
-
-    Every frame needs an image and a scan; frames with a pose go to poses.txt and
-    cam0_to_world.txt, the others are left out of both (as in KITTI-360). The images are
-    written as already rectified (R_rect_00 = I, P_rect_00 = [K | 0]), so camera 0 is the
-    source's camera; the pose frame sits at :data:`NOMINAL_T_POSE_CAM0` from it. A source
-    without calibration gets the nominal rig of :mod:`liploc_ros.datasets.default_rig`
-    (logged). The stamps are written to both timestamps.txt files with nanosecond
-    resolution.
-
-    KITTI-360 keeps one ``calibration/`` folder for all drives: writing a drive whose rig
-    differs from the calibration already there is refused unless ``overwrite`` (which then
-    changes it for the other drives too, with a warning). A drive that already holds data is
-    only replaced with ``overwrite=True``; then stale frame and pose files are removed.
-    """
-    root = Path(root).expanduser()
-    name = drive_name(drive)
-    camera_dir = root / "data_2d_raw" / name / "image_00"
-    velodyne_dir = root / "data_3d_raw" / name / "velodyne_points"
-    image_dir, scan_dir = camera_dir / "data_rect", velodyne_dir / "data"
-    poses_dir, calib_dir = root / "data_poses" / name, root / "calibration"
-    stamp_files = [camera_dir / "timestamps.txt", velodyne_dir / "timestamps.txt"]
-    pose_files = [poses_dir / "poses.txt", poses_dir / "cam0_to_world.txt"]
-
-    existing = [p for p in stamp_files + pose_files if p.exists()]
-    for folder, suffix in ((image_dir, ".png"), (scan_dir, ".bin")):
-        if folder.is_dir():
-            existing += list_frame_files(folder, suffix, _DIGITS, "frame")[:1]
-    if existing and not overwrite:
-        raise DatasetError(
-            f"{root}: KITTI-360 drive {name} already holds data ({existing[0]}); "
-            "pass overwrite=True to replace it"
-        )
-
-    calib_texts: dict[str, str] = {}
-
-    def check_calibration(calibration: Calibration) -> None:
-        calib_texts.update(_calibration_texts(calibration))
-        for filename, text in calib_texts.items():
-            path = calib_dir / filename
-            if path.is_file() and path.read_text(encoding="utf-8") != text:
-                if not overwrite:
-                    raise DatasetError(
-                        f"{path} holds another rig's calibration, and KITTI-360 shares "
-                        "calibration/ between drives; write to another root or pass "
-                        "overwrite=True"
-                    )
-                log.warning("replacing %s: the other drives under %s change rig too", path, root)
-
-    for folder in (image_dir, scan_dir, calib_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    written = write_frame_files(
-        source,
-        lambda i: image_dir / f"{i:0{_DIGITS}d}.png",
-        lambda i: scan_dir / f"{i:0{_DIGITS}d}.bin",
-        progress=progress,
-        desc=f"kitti360/{name}",
-        on_calibration=check_calibration,
-    )
-    for filename, text in calib_texts.items():
-        write_text_atomic(calib_dir / filename, text)
-    stamps_text = "".join(f"{format_timestamp(s)}\n" for s in written.stamps)
-    for path in stamp_files:
-        write_text_atomic(path, stamps_text)
-
-    if overwrite:
-        remove_stale_frames(image_dir, ".png", _DIGITS, len(written))
-        remove_stale_frames(scan_dir, ".bin", _DIGITS, len(written))
-        for path in pose_files:
-            path.unlink(missing_ok=True)
-    T_lidar_cam0 = np.asarray(written.calibration.T_lidar_camera, dtype=np.float64)
-    to_pose_frame = T_lidar_cam0 @ np.linalg.inv(NOMINAL_T_POSE_CAM0)
-    pose_lines, cam0_lines = [], []
-    for i, T_world_lidar in enumerate(written.poses):
-        if T_world_lidar is None:
-            continue
-        pose_lines.append(f"{i} {format_pose_row(T_world_lidar @ to_pose_frame)}\n")
-        cam0 = (T_world_lidar @ T_lidar_cam0).reshape(-1)
-        cam0_lines.append(f"{i} {format_floats(cam0)}\n")
-    if pose_lines:
-        poses_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(pose_files[0], "".join(pose_lines))
-        write_text_atomic(pose_files[1], "".join(cam0_lines))
-    else:
-        log.info("kitti360/%s: the source has no poses; no pose files written", name)
-    log.info(
-        "wrote %d frames (%d with a pose) of kitti360/%s to %s",
-        len(written),
-        len(pose_lines),
-        name,
-        root,
-    )
-    return root

@@ -124,7 +124,7 @@ def simulate_odometry(
     scale = 1.0 + model.scale_error * (1.0 if gen.random() < 0.5 else -1.0)
     bias = math.radians(model.yaw_drift_deg_per_m) * gen.uniform(0.5, 1.0)
     bias *= 1.0 if gen.random() < 0.5 else -1.0
-    finite = np.isfinite(poses).reshape(len(poses), -1).all(axis=1)
+    finite: np.ndarray = np.all(np.isfinite(poses).reshape(len(poses), -1), axis=1)
     xyyaw = planar(np.where(finite[:, None, None], poses, 0.0))
     # carry the last finite pose over gaps: a gap is no motion
     last = int(np.argmax(finite)) if finite.any() else 0

@@ -44,7 +44,7 @@ class PointField(NamedTuple):
     name: str
     offset: int
     datatype: int
-    count: int = 1
+    count: int = 1  # type: ignore[assignment]  # the ROS field name shadows tuple.count
 
 
 # sensor_msgs/PointField datatype constants -> little-endian numpy type

@@ -32,7 +32,7 @@ from liploc_ros.datasets.tf_tree import TfTree, normalize_frame
 from liploc_ros.errors import DatasetError
 
 if TYPE_CHECKING:
-    from liploc_ros.datasets.rosbag_reader import BagReaderConfig
+    from liploc_ros.datasets.rosbag_config import BagReaderConfig
 
 __all__ = [
     "DEFAULT_ODOM_TOPIC",
@@ -180,7 +180,8 @@ def choose_odometry(
     An explicit mode that the bag cannot serve raises :class:`DatasetError`; ``auto`` falls
     back to no odometry and says why in the log.
     """
-    mode, configured_topic, max_gap = cfg.odometry_source, cfg.odom_topic, cfg.max_pose_gap
+    mode: str = cfg.odometry_source  # a PoseSource, then the mode "auto" resolves to
+    configured_topic, max_gap = cfg.odom_topic, cfg.max_pose_gap
     odom_frame = normalize_frame(cfg.odom_frame)
     label = custom.get("liploc_ros.odometry", "recorded")
     label = label if label in ("recorded", "simulated") else "recorded"
@@ -219,8 +220,8 @@ def choose_odometry(
             T, ok = tf.lookup(odom_frame, lidar, t)
             return T[0] if ok[0] else None
 
-        spans = [tf.edge_span(child) for child in tf.path_edges(odom_frame, lidar)]
-        spans = [s for s in spans if s is not None]
+        edge_spans = (tf.edge_span(child) for child in tf.path_edges(odom_frame, lidar))
+        spans = [s for s in edge_spans if s is not None]
         span = (max(s[0] for s in spans), min(s[1] for s in spans)) if spans else None
         return BagOdometry("tf", None, odom_frame, label, span, fn)
     if mode == "topic":

@@ -25,7 +25,7 @@ from liploc_ros.errors import BackendError, CheckpointError, ConfigError
 from liploc_ros.io_utils import write_text_atomic
 from liploc_ros.model.backends import require_packages
 from liploc_ros.model.backends.base import INPUT_NAME, OUTPUT_NAME, SIDES, input_size
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "openvino")
 MANIFEST = "liploc_export.json"

@@ -12,7 +12,7 @@ import json
 from liploc_ros import __version__
 from liploc_ros.config import to_dict
 from liploc_ros.model.backends.base import INPUT_NAME, OUTPUT_NAME, Side, input_size
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 PREFIX = "liploc."
 FINGERPRINT = PREFIX + "fingerprint"

@@ -30,7 +30,7 @@ from liploc_ros.model.backends.base import (
     example_input,
     fp32_cpu_model,
 )
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 #: the largest batch the exported graph promises to take
 MAX_BATCH = 4096
@@ -70,6 +70,7 @@ def export_onnx(loaded: LoadedModel, side: Side, path: Path) -> None:
             )
     except Exception as err:  # the exporter raises many kinds; all mean "cannot export"
         raise BackendError(f"cannot export the {side} encoder to ONNX: {err}") from err
+    assert program is not None  # dynamo=True always gives an ONNXProgram
     program.model.metadata_props.update(encoder_metadata(loaded, side))
     # saved under its final name in a private folder beside it, then renamed: atomic, and
     # with the permissions a plain open() gives (a temporary file would be 0600)

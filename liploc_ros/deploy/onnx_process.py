@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from liploc_ros.errors import BackendError, LiplocError
-from liploc_ros.model.checkpoint import LoadedModel, save_model
+from liploc_ros.model.liploc_file import LoadedModel, save_model
 
 #: how long one export may take before it is given up (a ViT-S pair takes about a minute
 #: on two busy cores)

@@ -11,6 +11,7 @@ import contextlib
 import io
 import warnings
 from pathlib import Path
+from typing import Any
 
 from liploc_ros.deploy.metadata import FINGERPRINT, encoder_metadata
 from liploc_ros.errors import BackendError
@@ -23,7 +24,7 @@ from liploc_ros.model.backends.base import (
     fp32_cpu_model,
     input_size,
 )
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 RT_INFO_PATH = ("liploc",)
 
@@ -51,9 +52,9 @@ def export_openvino(loaded: LoadedModel, side: Side, xml_path: Path) -> None:
     ov.save_model(model, str(xml_path), compress_to_fp16=False)
 
 
-def openvino_fingerprint(model: object) -> str | None:
+def openvino_fingerprint(model: Any) -> str | None:
     """The fingerprint in an ov.Model's rt_info (None: not a liploc conversion)."""
     path = [*RT_INFO_PATH, FINGERPRINT]
-    if not model.has_rt_info(path):  # type: ignore[attr-defined]
+    if not model.has_rt_info(path):
         return None
-    return model.get_rt_info(path).astype(str)  # type: ignore[attr-defined]
+    return model.get_rt_info(path).astype(str)

@@ -11,7 +11,7 @@ import torch
 
 from liploc_ros.model.backends import require_packages
 from liploc_ros.model.backends.base import INPUT_NAME, SIDES, example_input
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -43,7 +43,7 @@ def verify_export(
 ) -> dict[str, float]:
     """Per encoder, the min cosine of the export's embeddings to PyTorch fp32's on random
     inputs, at a batch other than the traced one (so a lost dynamic axis shows)."""
-    out = {}
+    out: dict[str, float] = {}
     model = loaded.model.to("cpu", torch.float32).eval()
     for side in SIDES:
         x = example_input(loaded, side, batch)

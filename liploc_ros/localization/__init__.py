@@ -5,9 +5,14 @@ Usage::
     localizer = Localizer(embedder, MapDatabase.load("town.lmap"), LocalizerConfig())
     localizer.warm_up()
     estimate = localizer.localize(rgb_image, stamp)   # PoseEstimate: ok, pose, covariance, ...
+
+From files, in either mode, as the CLI and the node assemble it
+(:func:`liploc_ros.localization.factory.open_localizer`)::
+
+    localizer = open_localizer("tiny.safetensors", "town.lmap", mode="single")
 """
 
-from liploc_ros.localization.config import LocalizerConfig
+from liploc_ros.localization.config import LocalizerConfig, LocalizerMode, TemperatureMode
 from liploc_ros.localization.estimate import (
     AMBIGUOUS,
     DISAGREE,
@@ -32,7 +37,9 @@ __all__ = [
     "STAGES",
     "Localizer",
     "LocalizerConfig",
+    "LocalizerMode",
     "PoseEstimate",
+    "TemperatureMode",
     "estimate_pose",
     "message_fields",
     "pose_deltas",

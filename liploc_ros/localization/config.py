@@ -11,42 +11,74 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
+from liploc_ros.config_fields import Choice, param, set_choice
 from liploc_ros.errors import ConfigError
+
+
+class LocalizerMode(Choice):
+    """How frames are localized (``mode`` of the node, ``liploc localize`` and ``liploc eval``).
+
+    Here rather than in :mod:`~liploc_ros.localization.factory`, so that the node's
+    parameters need not import the model and map code.
+    """
+
+    #: the frames in time order through the sequence filter with odometry (a pose only
+    #: while tracking)
+    SEQUENCE = "sequence"
+    #: every frame alone
+    SINGLE = "single"
+
+
+class TemperatureMode(Choice):
+    """The unit of ``temperature``."""
+
+    #: tau = temperature * |query| * |best entry|: score gaps in cosine units, the same for
+    #: every model, normalised or not
+    COSINE = "cosine"
+    #: tau = temperature, in raw score units
+    ABSOLUTE = "absolute"
 
 
 @dataclass(frozen=True)
 class LocalizerConfig:
     """Retrieval depth, the no-fix rules, the score weighting and the covariance floors."""
 
-    #: map entries retrieved per frame and used for the estimate
-    top_k: int = 5
-    #: best score below this -> no fix ("low score"); None: no gate (raw dot products of
-    #: unnormalised models have no fixed scale: pick it from a run of `liploc localize`)
-    min_score: float | None = None
-    #: weighted RMS ground distance (m) of the top-k from the best match above this -> no fix
-    #: ("matches disagree")
-    max_spread_m: float = 20.0
-    #: confidence below this -> no fix ("ambiguous"); 0 disables the rule
-    min_confidence: float = 0.0
-    #: softmax temperature of the score weighting w_i ~ exp((s_i - s_best) / tau)
-    temperature: float = 0.05
-    #: "cosine": tau = temperature * |query| * |best entry| (score gaps in cosine units, the
-    #: same for every model, normalised or not); "absolute": tau = temperature in raw score
-    #: units
-    temperature_mode: Literal["cosine", "absolute"] = "cosine"
-    #: matches within this ground distance (m) of the best one count as agreeing with it
-    #: (confidence = their weight)
-    agree_radius_m: float = 10.0
-    #: floor of the x and y standard deviation (m): the granularity of place recognition
-    min_position_std_m: float = 5.0
-    #: floor of the z standard deviation (m)
-    min_height_std_m: float = 1.0
-    #: floor of the yaw standard deviation (deg)
-    min_yaw_std_deg: float = 5.0
-    #: floor of the roll and pitch standard deviations (deg)
-    min_roll_pitch_std_deg: float = 2.0
+    top_k: int = param(5, "map entries retrieved per frame and used for the estimate")
+    min_score: float | None = param(
+        None,
+        "best score below this -> no fix ('low score'); unset/None: no gate (raw dot products"
+        " of unnormalised models have no fixed scale: pick it from a run of liploc localize)",
+    )
+    max_spread_m: float = param(
+        20.0,
+        "weighted RMS ground distance (m) of the top-k from the best match above this -> no"
+        " fix ('matches disagree')",
+    )
+    min_confidence: float = param(
+        0.0, "confidence (0..1) below this -> no fix ('ambiguous'); 0 disables the rule"
+    )
+    temperature: float = param(
+        0.05, "softmax temperature tau of the score weighting w_i ~ exp((s_i - s_best) / tau)"
+    )
+    temperature_mode: TemperatureMode = param(
+        TemperatureMode.COSINE,
+        "unit of temperature: cosine (tau = temperature * |query| * |best entry|: score gaps"
+        " in cosine units, the same for every model) or absolute (raw score units)",
+    )
+    agree_radius_m: float = param(
+        10.0,
+        "matches within this ground distance (m) of the best one agree with it (confidence"
+        " = their weight)",
+    )
+    min_position_std_m: float = param(
+        5.0, "floor of the x and y standard deviation (m): the granularity of place recognition"
+    )
+    min_height_std_m: float = param(1.0, "floor of the z standard deviation (m)")
+    min_yaw_std_deg: float = param(5.0, "floor of the yaw standard deviation (deg)")
+    min_roll_pitch_std_deg: float = param(
+        2.0, "floor of the roll and pitch standard deviations (deg)"
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
@@ -68,10 +100,7 @@ class LocalizerConfig:
                 raise ConfigError(f"{name} must be a finite number > 0, got {value}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ConfigError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
-        if self.temperature_mode not in ("cosine", "absolute"):
-            raise ConfigError(
-                f"temperature_mode must be 'cosine' or 'absolute', got {self.temperature_mode!r}"
-            )
+        set_choice(self, "temperature_mode", TemperatureMode)
 
     @property
     def std_floors(self) -> tuple[float, float, float, float, float, float]:

@@ -21,6 +21,12 @@ What the other matches tell is how far to trust that pick:
   (-pi, pi]: headings of 179 deg and -179 deg differ by 2 deg, not 358.
 - **Spread.** ``sqrt(sum_i w_i d_i^2)`` with ``d_i`` the ground (x, y) distance from match i
   to the best: the weighted RMS disagreement. Above ``max_spread_m`` -> no fix.
+- **Headings.** A map may hold several entries per keyframe, one per crop heading (the
+  same place seen looking forward, back, ...). Given their ``keyframes``, the estimate
+  counts ``top_k`` *places*: every retrieved crop of the ``top_k`` best keyframes enters,
+  so the crops of one place back each other up (ground distance 0) instead of competing,
+  and a second heading that scores nearly as well as the best widens the yaw variance
+  rather than the position's.
 - **Confidence.** The weight of the matches within ``agree_radius_m`` (ground distance) of
   the best, the best included: 1 when every weighty match points to the same place, about
   1/2 for a tie between two places, towards 1/k when the k matches scatter. It grows as the
@@ -37,7 +43,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from liploc_ros.errors import MapError
-from liploc_ros.localization.config import LocalizerConfig
+from liploc_ros.localization.config import LocalizerConfig, TemperatureMode
 
 #: reasons a frame gets no fix
 NO_MATCH = "no match"
@@ -101,7 +107,7 @@ def score_weights(scores: np.ndarray, config: LocalizerConfig, scale: float = 1.
         return s
     best = float(s.max())
     tau = config.temperature
-    if config.temperature_mode == "cosine":
+    if config.temperature_mode == TemperatureMode.COSINE:
         tau *= float(scale)
     z = np.exp((s - best) / max(tau, _MIN_TAU))
     return z / z.sum()
@@ -139,13 +145,15 @@ def estimate_pose(
     config: LocalizerConfig,
     *,
     scale: float = 1.0,
+    keyframes: np.ndarray | None = None,
 ) -> PoseEstimate:
     """The estimate from retrieved entries, their scores and their 4 x 4 poses.
 
     Only the ``config.top_k`` best valid matches (index >= 0, finite score and pose) enter
-    the estimate; the result keeps every entry given, sorted best first (invalid ones last).
-    ``scale``: |query| * |best entry's embedding| for the cosine temperature (1 for
-    L2-normalised embeddings).
+    the estimate, or with ``keyframes`` (each entry's keyframe id) every valid crop of the
+    ``top_k`` best keyframes; the result keeps every entry given, sorted best first (invalid
+    ones last). ``scale``: |query| * |best entry's embedding| for the cosine temperature (1
+    for L2-normalised embeddings).
     """
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     sc = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -158,7 +166,13 @@ def estimate_pose(
     # best first, unusable entries last (FAISS already sorts; a hand-made list may not)
     order = np.argsort(-np.where(valid, sc, -np.inf), kind="stable")
     idx, sc, ps, valid = idx[order], sc[order], ps[order], valid[order]
-    use = np.flatnonzero(valid)[: config.top_k]
+    if keyframes is None:
+        use = np.flatnonzero(valid)[: config.top_k]
+    else:
+        kf = np.asarray(keyframes, dtype=np.int64).reshape(-1)
+        if len(kf) != len(order):
+            raise MapError(f"estimate: {len(kf)} keyframe ids for {len(order)} entries")
+        use = best_places(kf[order], valid, config.top_k)
     kept_idx = idx
     kept_sc = sc.astype(np.float32)
     if use.size == 0:
@@ -195,6 +209,18 @@ def estimate_pose(
         weights=weights,
         best_pose=best.copy(),
     )
+
+
+def best_places(keyframes: np.ndarray, valid: np.ndarray, top_k: int) -> np.ndarray:
+    """Positions (into best-first arrays) of the valid entries whose keyframe is one of the
+    ``top_k`` best keyframes, best first."""
+    rows = np.flatnonzero(valid)
+    if rows.size == 0:
+        return rows
+    kf = keyframes[rows]
+    _, first = np.unique(kf, return_index=True)
+    chosen = kf[np.sort(first)[:top_k]]
+    return rows[np.isin(kf, chosen)]
 
 
 def message_fields(estimate: PoseEstimate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

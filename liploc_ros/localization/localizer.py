@@ -95,7 +95,9 @@ class Localizer:
             raise ConfigError(f"localize_batch: {n} images but {len(stamps)} stamps")
         if n == 0:
             return []
-        depth = self.config.top_k if k is None else max(int(k), self.config.top_k)
+        # every crop heading of the top_k best keyframes may be among the best entries
+        top = self.config.top_k * max(1, self.database.entries_per_keyframe)
+        depth = top if k is None else max(int(k), top)
         queries, shared = self.encode(images, order=order)
         t2 = time.perf_counter()
         found = self.database.search(queries, depth)
@@ -108,7 +110,7 @@ class Localizer:
             scale = self._scale(found.indices[q], found.scores[q], query_norms[q])
             est = estimate_pose(
                 found.indices[q], found.scores[q], found.poses[q], stamps[q], self.config,
-                scale=scale,
+                scale=scale, keyframes=self._keyframes_of(found.indices[q]),
             )  # fmt: skip
             timings = {**extra, **shared, "estimate": _ms(time.perf_counter() - t4)}
             timings["total"] = sum(timings.values())
@@ -151,7 +153,17 @@ class Localizer:
         norm = None if query is None else float(np.linalg.norm(np.asarray(query, np.float64)))
         scale = self._scale(idx, scores, norm)
         poses = self.database.poses_at(idx)
-        return estimate_pose(idx, scores, poses, stamp, self.config, scale=scale)
+        return estimate_pose(
+            idx, scores, poses, stamp, self.config, scale=scale, keyframes=self._keyframes_of(idx)
+        )
+
+    def _keyframes_of(self, indices: np.ndarray) -> np.ndarray | None:
+        """Keyframe ids of retrieved entries (-1 for none); None for a one-crop map, whose
+        entries are their own keyframes."""
+        if self.database.entries_per_keyframe <= 1:
+            return None
+        idx = np.asarray(indices, np.int64)
+        return np.where(idx >= 0, self.database.keyframes[np.maximum(idx, 0)], -1)
 
     def _scale(self, indices: np.ndarray, scores: np.ndarray, query_norm: float | None) -> float:
         """|query| * |best entry| (the cosine temperature's unit); 1 when nothing matched."""

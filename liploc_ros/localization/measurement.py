@@ -71,6 +71,9 @@ class MapField:
         forward = rot.apply(np.array([1.0, 0.0, 0.0]))
         self.yaw = np.arctan2(forward[:, 1], forward[:, 0])
         self.tree = cKDTree(self.xy)
+        #: most entries one keyframe holds (one per crop heading): they share a position, so
+        #: every "k nearest entries" query asks for k keyframes' worth of them
+        self.per_keyframe = max(1, database.entries_per_keyframe)
         self.mean, self.cov = embedding_stats(np.asarray(database.embeddings))
 
     def __len__(self) -> int:
@@ -100,7 +103,7 @@ class MapField:
         """The measurement of (N, 3) particles by the frame whose embedding is ``query``."""
         cfg = self.config
         p = np.asarray(particles, np.float64)
-        k = min(cfg.neighbours, len(self))
+        k = min(cfg.neighbours * self.per_keyframe, len(self))
         dist, idx = self.tree.query(p[:, :2], k=k, distance_upper_bound=cfg.entry_radius_m)
         dist, idx = dist.reshape(len(p), k), idx.reshape(len(p), k)
         found = idx < len(self)
@@ -167,7 +170,7 @@ def calibrate(
     (Q, 4, 4) is known, against map ``field``."""
     q = np.asarray(queries, np.float64)
     t = np.asarray(truth, np.float64)
-    dist, idx = field.tree.query(t[:, :2, 3], k=1)
+    dist, idx = _nearest_same_heading(field, t)
     keep = dist <= radius_m
     if keep.sum() < 3:
         raise MapError("calibration needs at least 3 query frames within reach of the map")
@@ -175,3 +178,18 @@ def calibrate(
     zs = z[1:], z[:-1]
     corr = float(np.corrcoef(*zs)[0, 1]) if len(z) > 3 else 0.0
     return Calibration(float(z.mean()), float(z.std()), corr, len(z))
+
+
+def _nearest_same_heading(field: MapField, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pose, the nearest entry among those facing closest to its heading (a keyframe's
+    crops share one position: the true place is the crop the camera looks along)."""
+    k = min(field.per_keyframe, len(field))
+    dist, idx = field.tree.query(poses[:, :2, 3], k=k)
+    dist, idx = dist.reshape(len(poses), k), idx.reshape(len(poses), k)
+    yaw = np.arctan2(poses[:, 1, 0], poses[:, 0, 0])
+    turn = np.abs(wrap(field.yaw[idx] - yaw[:, None]))
+    # nearest first, then best heading among entries at (nearly) that distance
+    cost = np.round(dist, 3) * 1e3 + turn
+    pick = np.argmin(cost, axis=1)
+    rows = np.arange(len(poses))
+    return dist[rows, pick], idx[rows, pick]

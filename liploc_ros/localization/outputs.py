@@ -87,16 +87,18 @@ def _write_lines(path: Path, lines: Iterable[str]) -> Path:
 def write_trajectories(out: Path, records: Sequence[FrameRecord]) -> list[Path]:
     """poses_tum.txt, poses_kitti.txt, poses_kitti_frames.txt and, where there is ground
     truth, ground_truth_tum.txt."""
-    fixes = [r for r in records if r.estimate.ok and r.estimate.pose is not None]
-    paths = [
-        _write_lines(out / "poses_tum.txt", (tum_line(r.stamp, r.estimate.pose) for r in fixes)),
-        _write_lines(out / "poses_kitti.txt", (kitti_line(r.estimate.pose) for r in fixes)),
-        _write_lines(out / "poses_kitti_frames.txt", (str(r.index) for r in fixes)),
+    fixes = [
+        (r, r.estimate.pose) for r in records if r.estimate.ok and r.estimate.pose is not None
     ]
-    truth = [r for r in records if r.truth is not None]
+    paths = [
+        _write_lines(out / "poses_tum.txt", (tum_line(r.stamp, T) for r, T in fixes)),
+        _write_lines(out / "poses_kitti.txt", (kitti_line(T) for _, T in fixes)),
+        _write_lines(out / "poses_kitti_frames.txt", (str(r.index) for r, _ in fixes)),
+    ]
+    truth = [(r.stamp, r.truth) for r in records if r.truth is not None]
     if truth:
         paths.append(
-            _write_lines(out / "ground_truth_tum.txt", (tum_line(r.stamp, r.truth) for r in truth))
+            _write_lines(out / "ground_truth_tum.txt", (tum_line(t, T) for t, T in truth))
         )
     return paths
 

@@ -204,7 +204,7 @@ class SequenceLocalizer:
         alike). Deliberately not the particles' best-of-neighbours score, which a frame from
         anywhere earns somewhere."""
         cfg = self.config
-        k = min(3, len(self.field))
+        k = min(3 * self.field.per_keyframe, len(self.field))
         dist, idx = self.field.tree.query(mode.pose[:2], k=k)
         idx = np.atleast_1d(idx)[np.atleast_1d(dist) <= cfg.entry_radius_m]
         idx = idx[
@@ -329,13 +329,17 @@ class SequenceLocalizer:
 
     def _pose_of(self, xyyaw: np.ndarray) -> np.ndarray:
         """4 x 4 pose: x, y, yaw from the filter; z, roll, pitch from the nearest entry."""
-        _, nearest = self.field.tree.query(xyyaw[:2], k=1)
-        entry = Rotation.from_quat(self.database.orientations[int(nearest)])
+        k = min(self.field.per_keyframe, len(self.field))
+        _, near = self.field.tree.query(xyyaw[:2], k=k)
+        near = np.atleast_1d(near)
+        # the crop facing the filter's heading: its roll and pitch are the vehicle's
+        nearest = int(near[np.argmin(np.abs(wrap(self.field.yaw[near] - xyyaw[2])))])
+        entry = Rotation.from_quat(self.database.orientations[nearest])
         _, pitch, roll = entry.as_euler("ZYX")
         T = np.eye(4)
         T[:3, :3] = Rotation.from_euler("ZYX", [xyyaw[2], pitch, roll]).as_matrix()
         T[:2, 3] = xyyaw[:2]
-        T[2, 3] = self.database.positions[int(nearest), 2]
+        T[2, 3] = self.database.positions[nearest, 2]
         return T
 
     def _covariance(self, mode: Mode) -> np.ndarray:
@@ -366,7 +370,7 @@ def motions_from_odometry(odometry: np.ndarray | None, count: int) -> list[Motio
     odom = np.asarray(odometry, np.float64)
     if len(odom) != count:
         raise ConfigError(f"{len(odom)} odometry poses for {count} frames")
-    finite = np.isfinite(odom).reshape(count, -1).all(axis=1)
+    finite: np.ndarray = np.all(np.isfinite(odom).reshape(count, -1), axis=1)
     out: list[Motion | None] = [None]
     for i in range(1, count):
         out.append(Motion.between(odom[i - 1], odom[i]) if finite[i] and finite[i - 1] else None)
@@ -376,7 +380,7 @@ def motions_from_odometry(odometry: np.ndarray | None, count: int) -> list[Motio
 def run_sequence(
     localizer: SequenceLocalizer,
     queries: np.ndarray,
-    stamps: Sequence[float],
+    stamps: np.ndarray | Sequence[float],
     motions: Sequence[Motion | None],
 ) -> list[PoseEstimate]:
     """Feed a whole stream of embedded frames to ``localizer``, in order."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from liploc_ros.config_fields import param
 from liploc_ros.errors import ConfigError
 
 
@@ -19,80 +20,105 @@ from liploc_ros.errors import ConfigError
 class SequenceConfig:
     """Particles, motion noise, measurement model, re-localization and the fix gate."""
 
-    #: particles of the filter (cost per frame is linear in it, independent of the map size)
-    particles: int = 1000
-    #: seed of the filter's random draws (a run is reproducible)
-    seed: int = 0
-    # --- motion model: AMCL's differential-drive alphas (nav2 amcl's convention):
-    #: rotation noise from rotation (rad^2 / rad^2)
-    alpha1: float = 0.02
-    #: rotation noise from translation (rad^2 / m^2)
-    alpha2: float = 0.0002
-    #: translation noise from translation (m^2 / m^2)
-    alpha3: float = 0.01
-    #: translation noise from rotation (m^2 / rad^2)
-    alpha4: float = 0.01
-    #: sideways noise per step, relative to the step length, plus ``min_step_noise_m``
-    lateral_noise: float = 0.05
-    #: position noise (m) added every step so that the particles never collapse to one point
-    min_step_noise_m: float = 0.05
-    #: heading noise (deg) added every step
-    min_step_yaw_noise_deg: float = 0.3
+    particles: int = param(
+        1000,
+        "particles of the filter (cost per frame linear in it, independent of the map's size)",
+    )
+    seed: int = param(0, "seed of the filter's random draws (a run is reproducible)")
+    # --- motion model: AMCL's differential-drive alphas (nav2 amcl's convention)
+    alpha1: float = param(
+        0.02, "motion noise: rotation from rotation (rad^2 / rad^2; nav2 amcl's alpha1)"
+    )
+    alpha2: float = param(0.0002, "motion noise: rotation from translation (rad^2 / m^2)")
+    alpha3: float = param(0.01, "motion noise: translation from translation (m^2 / m^2)")
+    alpha4: float = param(0.01, "motion noise: translation from rotation (m^2 / rad^2)")
+    lateral_noise: float = param(
+        0.05, "sideways noise per step, relative to the step length (plus min_step_noise_m)"
+    )
+    min_step_noise_m: float = param(
+        0.05,
+        "position noise (m) added every step, so that the particles never collapse to a point",
+    )
+    min_step_yaw_noise_deg: float = param(0.3, "heading noise (deg) added every step")
     # --- without odometry: a bounded random walk along each particle's heading
-    #: largest speed (m/s) a frame's step may assume
-    max_speed_mps: float = 20.0
-    #: heading random walk (deg per step)
-    random_walk_yaw_deg: float = 4.0
-    #: sideways random walk (m per step)
-    random_walk_lateral_m: float = 0.3
-    #: the longest gap (s) between frames that a random-walk step covers
-    max_gap_s: float = 1.0
+    max_speed_mps: float = param(
+        20.0, "without odometry: the largest speed (m/s) a random-walk step assumes"
+    )
+    random_walk_yaw_deg: float = param(4.0, "without odometry: heading random walk (deg per step)")
+    random_walk_lateral_m: float = param(
+        0.3, "without odometry: sideways random walk (m per step)"
+    )
+    max_gap_s: float = param(
+        1.0, "without odometry: the longest gap (s) between frames a random-walk step covers"
+    )
     # --- measurement model
-    #: a particle is explained by the map entries within this ground distance (m)
-    entry_radius_m: float = 5.0
-    #: ... whose heading is within this angle (deg) of the particle's (the crop's field)
-    heading_tolerance_deg: float = 45.0
-    #: map entries considered per particle (nearest first)
-    neighbours: int = 8
-    #: std (m) of the position term: an entry d metres away counts d^2 / (2 std^2) less
-    position_std_m: float = 2.0
-    #: log-likelihood per unit of z-score (the calibrated gain, tempered for correlation)
-    gain: float = 0.5
-    #: the z-score at which a place explains the frame no better than "somewhere else"
-    z_break_even: float = 0.7
+    entry_radius_m: float = param(
+        5.0, "a particle is explained by the map entries within this ground distance (m)"
+    )
+    heading_tolerance_deg: float = param(
+        45.0, "... whose heading is within this angle (deg) of the particle's (the crop's field)"
+    )
+    neighbours: int = param(8, "map entries considered per particle (nearest first)")
+    position_std_m: float = param(
+        2.0,
+        "std (m) of the measurement's position term: an entry d metres away counts"
+        " d^2 / (2 std^2) less",
+    )
+    gain: float = param(
+        0.5, "log-likelihood per unit of z-score (the calibrated gain, tempered for correlation)"
+    )
+    z_break_even: float = param(
+        0.7, "z-score at which a place explains the frame no better than 'somewhere else'"
+    )
     # --- global (re-)localization: augmented MCL with sensor resetting
-    #: retrieval depth: the top-k matches are where new particles are injected
-    inject_top_k: int = 10
-    #: particles added every frame at the top-k matches, as a share of ``particles``
-    inject_fraction: float = 0.05
-    #: prior probability per frame that the vehicle is somewhere else than the odometry says
-    kidnap_probability: float = 0.001
-    #: largest such probability when the likelihood falls (augmented MCL)
-    inject_max_fraction: float = 0.3
-    #: averaging rates of the long- and short-term mean likelihood (Thrun's alpha_slow/fast)
-    alpha_slow: float = 0.01
-    alpha_fast: float = 0.1
-    #: spread of injected particles around a match (m, deg)
-    inject_position_std_m: float = 2.0
-    inject_yaw_std_deg: float = 8.0
+    inject_top_k: int = param(
+        10, "retrieval depth: new particles are injected at the frame's top-k matches"
+    )
+    inject_fraction: float = param(
+        0.05, "particles injected every frame at the top-k matches, as a share of particles"
+    )
+    kidnap_probability: float = param(
+        0.001, "prior probability per frame that the vehicle is elsewhere than odometry says"
+    )
+    inject_max_fraction: float = param(
+        0.3, "largest such probability when the likelihood falls (augmented MCL)"
+    )
+    alpha_slow: float = param(
+        0.01, "averaging rate of the long-term mean likelihood (Thrun's alpha_slow)"
+    )
+    alpha_fast: float = param(
+        0.1, "averaging rate of the short-term mean likelihood (Thrun's alpha_fast; > alpha_slow)"
+    )
+    inject_position_std_m: float = param(2.0, "spread (m) of injected particles around a match")
+    inject_yaw_std_deg: float = param(
+        8.0, "heading spread (deg) of injected particles around a match"
+    )
     # --- pose, covariance and the fix gate
-    #: particles within this distance (m) and heading (deg) of the mode's centre form it
-    mode_radius_m: float = 10.0
-    mode_yaw_deg: float = 45.0
-    #: fix only when the mode holds at least this share of the weight
-    min_mode_weight: float = 0.7
-    #: fix only while the recent support (z-score units above break-even) is at least this
-    min_support: float = 0.2
-    #: ... and at least this to take a track up (initializing or lost): a first fix, or
-    #: one after a loss, asks for more evidence than keeping a track does
-    lock_support: float = 0.5
-    #: averaging rate of the support (per frame)
-    support_rate: float = 0.2
-    #: fix only when the mode's position std (m) is at most this
-    max_position_std_m: float = 5.0
-    #: floors of the published standard deviations (x, y in m; yaw in deg)
-    min_position_std_m: float = 0.5
-    min_yaw_std_deg: float = 1.0
+    mode_radius_m: float = param(
+        10.0, "particles within this distance (m) of the mode's centre form it"
+    )
+    mode_yaw_deg: float = param(45.0, "... and within this heading (deg)")
+    min_mode_weight: float = param(
+        0.7,
+        "fix only when the mode holds at least this share of the weight; also the"
+        " estimate's confidence",
+    )
+    min_support: float = param(
+        0.2,
+        "fix only while the mode's averaged support (z-score units above break-even) is at"
+        " least this",
+    )
+    lock_support: float = param(
+        0.5,
+        "support needed to take a track up (initializing or lost): a first fix, or one after"
+        " a loss, asks for more evidence than keeping a track does",
+    )
+    support_rate: float = param(0.2, "averaging rate of the support (per frame)")
+    max_position_std_m: float = param(
+        5.0, "fix only when the mode's position std (m) is at most this"
+    )
+    min_position_std_m: float = param(0.5, "floor of the published x and y standard deviation (m)")
+    min_yaw_std_deg: float = param(1.0, "floor of the published yaw standard deviation (deg)")
 
     def __post_init__(self) -> None:
         self._check_counts()

@@ -16,6 +16,7 @@ import numpy as np
 from liploc_ros.errors import ConfigError
 from liploc_ros.localization.config import DEFAULT_CONFIG, LocalizerConfig
 from liploc_ros.localization.estimate import PoseEstimate, estimate_pose
+from liploc_ros.localization.factory import check_mode
 from liploc_ros.localization.sequence import (
     SequenceLocalizer,
     motions_from_odometry,
@@ -61,8 +62,7 @@ def evaluate_stream(
     localizer_config: LocalizerConfig = DEFAULT_CONFIG,
 ) -> tuple[list[PoseEstimate], dict[str, Any]]:
     """The estimates of ``queries`` (Q, D) in time order and their figures (summary keys)."""
-    if mode not in ("sequence", "single"):
-        raise ConfigError(f"mode must be 'sequence' or 'single', got {mode!r}")
+    check_mode(mode)  # the modes of the localizers (localization.factory)
     q = np.asarray(queries, np.float32)
     t = np.asarray(truth, np.float64)
     st = np.asarray(stamps, np.float64)

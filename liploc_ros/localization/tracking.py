@@ -25,9 +25,6 @@ from liploc_ros.localization.sequence import FilterStatus, SequenceLocalizer
 from liploc_ros.localization.sequence_config import DEFAULT_SEQUENCE_CONFIG, SequenceConfig
 from liploc_ros.preprocess.camera import ColorOrder
 
-#: the localizer modes (``mode`` of the node and of ``liploc localize``)
-MODES = ("sequence", "single")
-
 
 class TrackingLocalizer:
     """A :class:`Localizer` whose frames go through the sequence filter, in time order."""

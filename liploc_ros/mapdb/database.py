@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,55 +20,24 @@ import numpy as np
 
 from liploc_ros.config import from_dict, to_dict
 from liploc_ros.errors import ConfigError, MapError, ModelMismatchError
-from liploc_ros.mapdb import fileformat
-from liploc_ros.mapdb.index import (
-    ApproxIndex,
-    ExactSearcher,
-    IndexParams,
-    build_approx_index,
-    resolve_kind,
-)
+from liploc_ros.mapdb import entries, fileformat
+from liploc_ros.mapdb.indexes import stored
 from liploc_ros.mapdb.info import MapInfo
+from liploc_ros.mapdb.search import MapSearch, SearchResult
 
 #: what the header's "format" key must say
 FORMAT_NAME = "liploc_ros map"
 #: |norm - 1| allowed for an orientation quaternion
-QUATERNION_TOLERANCE = 1e-5
+QUATERNION_TOLERANCE = entries.QUATERNION_TOLERANCE
 #: allowed deviation of a pose's rotation block from orthonormal
 ROTATION_TOLERANCE = 1e-4
-_CHECK_ROWS = 1 << 16
-_ARRAYS = ("embeddings", "positions", "orientations", "stamps", "source_index", "frame_index")
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """The k best map entries per query, best first."""
-
-    #: (Q, k) int64 entry indices; -1 where the map has fewer than k entries
-    indices: np.ndarray
-    #: (Q, k) float32 exact inner products; -inf where there is no entry
-    scores: np.ndarray
-    #: (Q, k, 4, 4) float64 entry poses ``T_map_lidar``; NaN where there is no entry
-    poses: np.ndarray | None = None
+_ARRAYS = entries.ARRAYS
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
-
-
-def _first_bad_row(check: Any, array: np.ndarray) -> int | None:
-    """Index of the first row failing ``check`` (row-wise bool), scanning in blocks."""
-    for start in range(0, array.shape[0], _CHECK_ROWS):
-        ok = check(np.asarray(array[start : start + _CHECK_ROWS]))
-        if not ok.all():
-            return start + int(np.flatnonzero(~ok)[0])
-    return None
-
-
-def _finite_rows(block: np.ndarray) -> np.ndarray:
-    return np.isfinite(block).reshape(block.shape[0], -1).all(axis=1)
 
 
 class MapDatabase:
@@ -85,13 +53,17 @@ class MapDatabase:
         *,
         source_index: np.ndarray | None = None,
         frame_index: np.ndarray | None = None,
+        heading_deg: np.ndarray | None = None,
+        keyframes: np.ndarray | None = None,
     ) -> None:
         """Check and adopt the arrays (no copy where they already have the right dtype).
 
         embeddings (N, D) float32 or float16 (other floats become float32); positions (N, 3)
         in the map frame; orientations (N, 4) unit quaternions x, y, z, w (scipy's order);
         stamps (N,) seconds; source_index (N,) into ``info.sources`` (default 0); frame_index
-        (N,) the frame's index in its source (default -1).
+        (N,) the frame's index in its source (default -1); heading_deg (N,) where the entry's
+        crop faces, degrees in [0, 360) (default 0: forward); keyframes (N,) ids >= 0 shared
+        by the entries of one scan, one per heading (default: one keyframe per entry).
         """
         if not isinstance(info, MapInfo):
             raise MapError(f"info must be a MapInfo, not {type(info).__name__}")
@@ -114,6 +86,13 @@ class MapDatabase:
             "frame_index": np.ascontiguousarray(
                 np.full(n, -1, np.int64) if frame_index is None else frame_index, dtype=np.int64
             ),
+            "heading_deg": np.ascontiguousarray(
+                entries.default_array("heading_deg", n) if heading_deg is None else heading_deg,
+                dtype=np.float32,
+            ),
+            "keyframe": entries.default_array("keyframe", n)
+            if keyframes is None
+            else entries.integer_array(keyframes, "keyframes", np.int64),
         }
         if source_index is not None and not np.array_equal(
             np.asarray(source_index), arrays["source_index"]
@@ -140,6 +119,8 @@ class MapDatabase:
             "stamps": (n,),
             "source_index": (n,),
             "frame_index": (n,),
+            "heading_deg": (n,),
+            "keyframe": (n,),
         }
         for name, shape in expected.items():
             if arrays[name].shape != shape:
@@ -147,39 +128,17 @@ class MapDatabase:
                     f"{prefix}array shapes inconsistent: {name} has shape "
                     f"{arrays[name].shape}, expected {shape} for {n} entries"
                 )
+        entries.check_headings(arrays["heading_deg"], prefix)
+        entries.check_keyframes(arrays["keyframe"], prefix)
         self._arrays = {name: _readonly(arrays[name]) for name in _ARRAYS}
         self._info = info
         self._path: Path | None = None
-        self._exact = ExactSearcher(self._arrays["embeddings"])
-        self._approx: ApproxIndex | None = None
+        self._search = MapSearch(self._arrays["embeddings"], info.model_name)
         self._format_version: int | None = None
 
     def _check_values(self) -> None:
         """Value checks over every entry (construction only: a loaded map is checksummed)."""
-        a = self._arrays
-        bad = _first_bad_row(_finite_rows, a["embeddings"])
-        if bad is not None:
-            raise MapError(f"embedding of entry {bad} contains NaN or inf")
-        for name in ("positions", "orientations", "stamps"):
-            bad = _first_bad_row(_finite_rows, a[name])
-            if bad is not None:
-                raise MapError(f"{name[:-1]} of entry {bad} is not finite: {a[name][bad]}")
-        norms = np.linalg.norm(a["orientations"], axis=1)
-        wrong = np.flatnonzero(np.abs(norms - 1.0) > QUATERNION_TOLERANCE)
-        if wrong.size:
-            i = int(wrong[0])
-            raise MapError(
-                f"orientation of entry {i} is not a unit quaternion (norm {norms[i]:.6g}); "
-                f"orientations are x, y, z, w ({wrong.size} entries affected)"
-            )
-        n_sources = max(1, len(self._info.sources))
-        src = a["source_index"]
-        if src.size and (src.min() < 0 or src.max() >= n_sources):
-            i = int(np.flatnonzero((src < 0) | (src >= n_sources))[0])
-            raise MapError(
-                f"source_index of entry {i} is {src[i]}, but the map names {n_sources} "
-                f"source(s): {list(self._info.sources)}"
-            )
+        entries.check_values(self._arrays, self._info.sources)
 
     @classmethod
     def from_poses(
@@ -196,7 +155,7 @@ class MapDatabase:
         poses = np.asarray(poses_4x4, dtype=np.float64)
         if poses.ndim != 3 or poses.shape[1:] != (4, 4):
             raise MapError(f"poses must be (N, 4, 4), got shape {poses.shape}")
-        finite = _finite_rows(poses)
+        finite = entries.finite_rows(poses)
         if not finite.all():
             raise MapError(f"pose of entry {int(np.flatnonzero(~finite)[0])} is not finite")
         rot = poses[:, :3, :3]
@@ -265,6 +224,34 @@ class MapDatabase:
         return self._arrays["frame_index"]
 
     @property
+    def heading_deg(self) -> np.ndarray:
+        """(N,) float32: where each entry's crop faces (degrees, CCW from the LiDAR's x)."""
+        return self._arrays["heading_deg"]
+
+    @property
+    def keyframes(self) -> np.ndarray:
+        """(N,) int64: the keyframe (mapped scan) of each entry; one entry per heading."""
+        return self._arrays["keyframe"]
+
+    @property
+    def headings(self) -> tuple[float, ...]:
+        """The distinct crop headings of the map, ascending ((0.0,): forward crops only)."""
+        return tuple(float(h) for h in np.unique(np.asarray(self.heading_deg)))
+
+    @property
+    def keyframe_count(self) -> int:
+        """How many keyframes (mapped scans) the entries come from."""
+        return int(np.unique(np.asarray(self.keyframes)).size)
+
+    @property
+    def entries_per_keyframe(self) -> int:
+        """The most entries one keyframe holds (its crop headings; 0 for an empty map): they
+        share a position, so a search for k places needs this many times k entries."""
+        if len(self) == 0:
+            return 0
+        return int(np.unique(np.asarray(self.keyframes), return_counts=True)[1].max())
+
+    @property
     def dim(self) -> int:
         return int(self._arrays["embeddings"].shape[1])
 
@@ -294,58 +281,32 @@ class MapDatabase:
 
     @property
     def index_kind(self) -> str:
-        """ "flat" (exact search only), "ivf" or "hnsw"."""
-        return self._approx.kind if self._approx is not None else "flat"
+        """The index kind :meth:`search` uses: "flat" (exact) or an approximate one."""
+        return self._search.index.name
 
     @property
-    def index_params(self) -> IndexParams:
-        return self._approx.params if self._approx is not None else IndexParams()
+    def index_params(self) -> Any:
+        """The index kind's parameters (a frozen dataclass; ``.kind`` names the kind)."""
+        return self._search.index.params
 
     # ---------------------------------------------------------------------------- search
 
-    def build_index(self, kind: str = "auto", **options: Any) -> IndexParams:
-        """Build (or drop, for "flat") the approximate index used by :meth:`search`.
+    def build_index(self, kind: str = "auto", **options: Any) -> Any:
+        """Build (or drop, for "flat") the index used by :meth:`search`; returns its params.
 
-        ``options`` go to :func:`liploc_ros.mapdb.index.build_approx_index` (nlist, hnsw_m,
-        target_recall, rerank, seed, progress, ...).
+        ``options`` are the keywords of the kind's ``build`` (for the approximate kinds:
+        target_recall, rerank, seed, progress, ...; see :mod:`liploc_ros.mapdb.indexes`).
         """
-        concrete = resolve_kind(kind, len(self))
-        if concrete == "flat":
-            self._approx = None
-        else:
-            self._approx = build_approx_index(self.embeddings, concrete, **options)
-        return self.index_params
+        return self._search.build(kind, **options).params
 
-    def set_search_params(
-        self, *, nprobe: int | None = None, ef_search: int | None = None, rerank: int | None = None
-    ) -> None:
-        """Override the stored nprobe / efSearch / rerank depth (recall against speed)."""
-        if self._approx is None:
-            raise ConfigError("this map has no approximate index (it is searched exactly)")
-        self._approx.set_search_params(nprobe=nprobe, ef_search=ef_search, rerank=rerank)
+    def set_search_params(self, **overrides: int | None) -> None:
+        """Override stored search-time parameters (the kind's ``search_params``, e.g.
+        nprobe, rerank: recall against speed). None keeps the stored value."""
+        self._search.set_search_params(**overrides)
 
     def enable_gpu(self, device: int = 0) -> None:
         """Search on GPU ``device`` with faiss-gpu; DeviceError when FAISS sees no GPU."""
-        if self._approx is not None:
-            self._approx.to_gpu(device)
-        else:
-            self._exact.to_gpu(device)
-
-    def _queries(self, queries: np.ndarray) -> np.ndarray:
-        q = np.asarray(queries)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise MapError(
-                f"query embeddings have shape {np.shape(queries)}, but this map holds "
-                f"{self.dim}-d embeddings (model {self._info.model_name})"
-            )
-        if not np.issubdtype(q.dtype, np.floating):
-            raise MapError(f"query embeddings must be floating point, not {q.dtype}")
-        q = np.ascontiguousarray(q, dtype=np.float32)
-        if not np.isfinite(q).all():
-            raise MapError("query embedding contains NaN or inf")
-        return q
+        self._search.index.to_gpu(device)
 
     def search(self, queries: np.ndarray, k: int = 5, *, exact: bool = False) -> SearchResult:
         """The ``k`` entries with the highest inner product with each query, best first.
@@ -353,26 +314,8 @@ class MapDatabase:
         ``queries`` is (Q, D) or (D,). The approximate index is used when the map has one,
         unless ``exact``; either way the scores returned are exact inner products.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(f"k must be a positive integer, not {k!r}")
-        k = int(k)
-        q = self._queries(queries)
-        if len(self) == 0:
-            scores = np.zeros((q.shape[0], 0), np.float32)
-            ids = np.zeros((q.shape[0], 0), np.int64)
-        elif self._approx is not None and not exact:
-            scores, ids = self._approx.search(self.embeddings, q, k)
-        else:
-            scores, ids = self._exact.search(q, k)
-        if ids.shape[1] < k:
-            pad = k - ids.shape[1]
-            ids = np.hstack([ids, np.full((q.shape[0], pad), -1, np.int64)])
-            scores = np.hstack([scores, np.full((q.shape[0], pad), -np.inf, np.float32)])
-        return SearchResult(
-            indices=ids.astype(np.int64, copy=False),
-            scores=scores.astype(np.float32, copy=False),
-            poses=self.poses_at(ids),
-        )
+        scores, ids = self._search.search(queries, k, exact=exact)
+        return SearchResult(indices=ids, scores=scores, poses=self.poses_at(ids))
 
     # ----------------------------------------------------------------------- model check
 
@@ -401,21 +344,14 @@ class MapDatabase:
     ) -> Path:
         """Write the map to ``path`` atomically, with its approximate index when it has one.
 
-        ``index``: "auto" (exact below ~200k entries, IVF above), "flat", "ivf" or "hnsw".
+        ``index``: "auto" (exact below ~200k entries, IVF above) or a kind of
+        :mod:`liploc_ros.mapdb.indexes.registry`; ``index_options`` are its build settings.
         An index of the right kind already built (or loaded) is reused, not rebuilt.
         """
         from liploc_ros import __version__
 
         path = Path(path)
-        kind = resolve_kind(index, len(self))
-        if kind == "flat":
-            approx = None
-        elif self._approx is not None and self._approx.kind == kind and not index_options:
-            approx = self._approx
-        else:
-            approx = build_approx_index(
-                self.embeddings, kind, **{"progress": progress, **(index_options or {})}
-            )
+        search_index = self._search.for_save(index, index_options, progress)
         info = dataclasses.replace(
             self._info,
             created=self._info.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -425,11 +361,10 @@ class MapDatabase:
             "format": FORMAT_NAME,
             "entries": len(self),
             "info": to_dict(info),
-            "index": to_dict(approx.params if approx is not None else IndexParams()),
+            "index": search_index.header(),
         }
-        blobs = {"index": approx.write} if approx is not None else None
-        fileformat.write_container(path, meta, self._arrays, blobs)
-        self._info, self._approx, self._path = info, approx, path
+        fileformat.write_container(path, meta, self._arrays, stored.blobs(search_index))
+        self._info, self._search.index, self._path = info, search_index, path
         self._format_version = fileformat.MAP_FORMAT_VERSION
         return path
 
@@ -453,32 +388,10 @@ class MapDatabase:
                 )
             try:
                 info = from_dict(MapInfo, meta.get("info"))
-                params = from_dict(IndexParams, meta.get("index"))
+                index_kind, params = stored.parse_header(path, meta.get("index"))
             except ConfigError as err:
                 raise MapError(f"map file {path}: invalid header: {err}") from err
-            missing = [name for name in _ARRAYS if name not in container.sections]
-            if missing:
-                raise MapError(f"map file {path}: missing array(s) {', '.join(missing)}")
-            arrays = {
-                name: fileformat.section_array(container, handle, name, mmap=mmap)
-                for name in _ARRAYS
-            }
-            wanted = {
-                "embeddings": ("<f2", "<f4"),
-                "positions": ("<f8",),
-                "orientations": ("<f8",),
-                "stamps": ("<f8",),
-                "source_index": ("<i4",),
-                "frame_index": ("<i8",),
-            }
-            for name, dtypes in wanted.items():
-                if arrays[name].dtype.str not in dtypes or (
-                    name == "embeddings" and arrays[name].ndim != 2
-                ):
-                    raise MapError(
-                        f"map file {path}: {name} has dtype {arrays[name].dtype} and shape "
-                        f"{arrays[name].shape}, expected {' or '.join(dtypes)}"
-                    )
+            arrays = entries.read_arrays(container, handle, mmap=mmap)
             if meta.get("entries") != arrays["embeddings"].shape[0]:
                 raise MapError(
                     f"map file {path}: array shapes inconsistent: the header says "
@@ -487,37 +400,11 @@ class MapDatabase:
                 )
             db = cls.__new__(cls)
             db._adopt(arrays, info, where=str(path))
-            if params.kind in ("ivf", "hnsw"):
-                db._approx = cls._read_index(path, container, handle, params, db)
-            elif params.kind != "flat":
-                raise MapError(f"map file {path}: unknown index kind {params.kind!r}")
+            db._search.index = stored.open_index(
+                path, container, handle, index_kind, params, db._search.exact
+            )
         db._path = path
         db._format_version = container.version
         if gpu:
             db.enable_gpu()
         return db
-
-    @staticmethod
-    def _read_index(
-        path: Path,
-        container: fileformat.Container,
-        handle: Any,
-        params: IndexParams,
-        db: MapDatabase,
-    ) -> ApproxIndex:
-        if "index" not in container.sections:
-            raise MapError(f"map file {path}: the header names a {params.kind} index, none stored")
-        try:
-            approx = ApproxIndex.read(
-                fileformat.section_reader(container, handle, "index"), params
-            )
-        except RuntimeError as err:  # FAISS reports a malformed index this way
-            raise MapError(
-                f"map file {path}: the stored {params.kind} index is invalid: {err}"
-            ) from err
-        if approx.ntotal != len(db) or int(approx.index.d) != db.dim:
-            raise MapError(
-                f"map file {path}: array shapes inconsistent: the stored index holds "
-                f"{approx.ntotal} x {approx.index.d}, the map {len(db)} x {db.dim}"
-            )
-        return approx

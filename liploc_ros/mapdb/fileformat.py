@@ -42,8 +42,9 @@ import numpy as np
 from liploc_ros.errors import MapError
 from liploc_ros.io_utils import atomic_open
 
-#: The newest container version this code writes and reads.
-MAP_FORMAT_VERSION = 1
+#: The newest container version this code writes and reads. 2 added the per-entry arrays
+#: heading_deg and keyframe (see liploc_ros.mapdb.entries); version 1 files still load.
+MAP_FORMAT_VERSION = 2
 
 MAGIC = b"\x89LIPMAP\n"
 _PRELUDE = struct.Struct("<8sIIQQ32s")
@@ -64,7 +65,7 @@ _ALLOWED_DTYPES = {"<f2", "<f4", "<f8", "<i4", "<i8", "|u1"}
 _write_hook: Callable[[int], None] | None = None
 
 #: A blob producer gets ``write(bytes-like)`` and streams its bytes through it.
-BlobWriter = Callable[[Callable[[Any], None]], None]
+BlobWriter = Callable[[Callable[[Any], object]], None]
 
 
 @dataclass(frozen=True)
@@ -158,15 +159,19 @@ def write_container(
     blobs: Mapping[str, BlobWriter] | None = None,
     *,
     progress: Callable[[int], None] | None = None,
+    version: int = MAP_FORMAT_VERSION,
 ) -> int:
     """Write ``arrays`` and ``blobs`` with ``meta`` to ``path`` atomically; returns its size.
 
     ``meta`` must be JSON-serialisable and must not use the key "sections". ``progress`` is
-    called with the bytes of each finished section (for a progress bar).
+    called with the bytes of each finished section (for a progress bar). ``version`` is the
+    format version the prelude states (an older one only to make files as older code did).
     """
     path = Path(path)
     if "sections" in meta:
         raise ValueError("meta may not contain the key 'sections'")
+    if not 1 <= version <= MAP_FORMAT_VERSION:
+        raise ValueError(f"format version must be 1..{MAP_FORMAT_VERSION}, not {version}")
     sections: dict[str, Section] = {}
     try:
         with atomic_open(path, "wb", fsync=True) as handle:
@@ -200,7 +205,7 @@ def write_container(
                 allow_nan=False,
             ).encode("utf-8")
             handle.write(header)
-            head = _PRELUDE_HEAD.pack(MAGIC, MAP_FORMAT_VERSION, 0, pos, len(header))
+            head = _PRELUDE_HEAD.pack(MAGIC, version, 0, pos, len(header))
             handle.flush()
             handle.seek(0)
             handle.write(head + hashlib.sha256(head + header).digest())
@@ -362,7 +367,8 @@ def section_array(
     if mmap:
         return np.memmap(handle, dtype=dtype, mode="r", offset=section.offset, shape=section.shape)
     array = np.empty(section.shape, dtype)
-    view = memoryview(array.reshape(-1).view(np.uint8))
+    # ndarray has the buffer protocol; numpy's stubs declare __buffer__ for Python 3.12+ only
+    view = memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     done = 0
     while done < section.nbytes:
         got = os.preadv(handle.fileno(), [view[done : done + _IO_PIECE]], section.offset + done)

@@ -49,5 +49,6 @@ class MapInfo:
             )
         if not all(isinstance(s, str) for s in self.sources):
             raise ConfigError("MapInfo.sources must be a tuple of names")
+        # a list at run time when built directly (from_dict gives a tuple)
         if not isinstance(self.sources, tuple):
-            object.__setattr__(self, "sources", tuple(self.sources))
+            object.__setattr__(self, "sources", tuple(self.sources))  # type: ignore[unreachable]

@@ -51,6 +51,8 @@ def merge_maps(maps: Sequence[MapDatabase]) -> MapDatabase:
     """One map holding every entry of ``maps`` in order (in memory; save it to keep it).
 
     Sources with the same name are one source. The result is float16 only if every input is.
+    Headings are kept; keyframe ids are offset map by map, so that keyframes of different
+    maps stay distinct.
     """
     maps = list(maps)
     if not maps:
@@ -67,6 +69,11 @@ def merge_maps(maps: Sequence[MapDatabase]) -> MapDatabase:
                 names.append(source)
             lookup.append(names.index(source))
         remapped.append(np.asarray(lookup, np.int32)[np.asarray(db.source_index)])
+    keyframes, offset = [], 0
+    for db in maps:
+        kept = np.asarray(db.keyframes)
+        keyframes.append(kept + offset)
+        offset += int(kept.max()) + 1 if kept.size else 0
     dtype = np.float16 if all(db.dtype == np.float16 for db in maps) else np.float32
     info = dataclasses.replace(
         maps[0].info, sources=tuple(names), created="", liploc_ros_version=""
@@ -79,4 +86,6 @@ def merge_maps(maps: Sequence[MapDatabase]) -> MapDatabase:
         info,
         source_index=np.concatenate(remapped),
         frame_index=np.concatenate([db.frame_index for db in maps]),
+        heading_deg=np.concatenate([db.heading_deg for db in maps]),
+        keyframes=np.concatenate(keyframes),
     )

@@ -15,6 +15,7 @@ import numpy as np
 from liploc_ros.config import to_dict
 from liploc_ros.io_utils import write_bytes_atomic
 from liploc_ros.mapdb.database import MapDatabase
+from liploc_ros.mapdb.indexes.registry import header_of
 
 #: the route plot draws at most this many points (evenly subsampled) to stay fast
 MAX_PLOT_POINTS = 200_000
@@ -31,7 +32,7 @@ def describe(db: MapDatabase) -> dict[str, Any]:
     """A JSON-ready description of ``db``: model, size, extent, route, index, sources."""
     info = db.info
     positions = np.asarray(db.positions)
-    sources = []
+    sources: list[dict[str, Any]] = []
     names = info.sources or ("(unnamed)",)
     for i, name in enumerate(names):
         mask = np.asarray(db.source_index) == i
@@ -57,6 +58,8 @@ def describe(db: MapDatabase) -> dict[str, Any]:
         "file_bytes": path.stat().st_size if path and path.is_file() else None,
         "format_version": db.format_version,
         "entries": len(db),
+        "keyframes": db.keyframe_count,
+        "headings_deg": list(db.headings),
         "embedding": {"dim": db.dim, "dtype": str(db.dtype), "normalized": info.normalized},
         "model": {"name": info.model_name, "fingerprint": info.model_fingerprint},
         "frame_id": info.frame_id,
@@ -67,7 +70,7 @@ def describe(db: MapDatabase) -> dict[str, Any]:
             "last": float(stamps.max()) if len(db) else None,
         },
         "sources": sources,
-        "index": to_dict(db.index_params),
+        "index": header_of(db.index_params),
         "lidar": to_dict(info.lidar),
         "created": info.created,
         "liploc_ros_version": info.liploc_ros_version,

@@ -35,7 +35,7 @@ def route_embeddings(
     centres = rng.standard_normal((segments, dim), dtype=np.float32)
     walk = rng.standard_normal((segments, dim), dtype=np.float32)
     step = math.sqrt(1.0 - smoothness**2)
-    out = np.empty((n, dim), dtype=dtype)
+    out: np.ndarray = np.empty((n, dim), dtype=dtype)
     starts = np.arange(segments) * segment
     for t in range(min(segment, n)):
         walk *= smoothness

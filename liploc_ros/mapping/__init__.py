@@ -1,10 +1,9 @@
 """Map building: keyframe scans with poses -> LiDAR embeddings -> a map database."""
 
+from liploc_ros.mapping.build_checkpoint import BuildCheckpoint, checkpoint_path_for
 from liploc_ros.mapping.builder import MapBuilder
-from liploc_ros.mapping.checkpoint import BuildCheckpoint, checkpoint_path_for
 from liploc_ros.mapping.config import MapBuildConfig
 from liploc_ros.mapping.keyframes import KeyframeSelector, select_keyframes
-from liploc_ros.mapping.model_file import load_model_file, with_sensor
 from liploc_ros.mapping.pipeline import BuildSummary, build_map
 
 __all__ = [
@@ -15,7 +14,5 @@ __all__ = [
     "MapBuilder",
     "build_map",
     "checkpoint_path_for",
-    "load_model_file",
     "select_keyframes",
-    "with_sensor",
 ]

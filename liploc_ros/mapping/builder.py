@@ -4,10 +4,16 @@
 :func:`liploc_ros.mapping.pipeline.build_map`, which overlaps reading and preprocessing with
 encoding) and by the ROS map builder node (which calls :meth:`MapBuilder.add_scan` per
 scan). Scans are embedded a batch at a time; entries keep the order they were added in.
+
+Each kept scan (a keyframe) becomes one entry per crop heading of the config
+(:mod:`liploc_ros.mapping.headings`): the range image with its crop centred at that heading,
+at the LiDAR pose turned by it, all sharing the keyframe's id. A batch holds whole keyframes
+only, so that a build checkpoint never ends in the middle of one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +24,10 @@ from liploc_ros import __version__
 from liploc_ros.errors import EmptyCloudError, MapError, PreprocessError
 from liploc_ros.mapdb import MapDatabase, MapInfo
 from liploc_ros.mapping.config import DEFAULT_CONFIG, MapBuildConfig
+from liploc_ros.mapping.headings import heading_turn
 from liploc_ros.mapping.keyframes import KeyframeSelector
 from liploc_ros.model.inference import Embedder
+from liploc_ros.preprocess.config import PreprocessConfig
 from liploc_ros.preprocess.tensors import lidar_input
 
 
@@ -49,6 +57,14 @@ def check_points(points: Any) -> np.ndarray:
     return arr
 
 
+def keyframe_inputs(
+    points: np.ndarray, cfg: PreprocessConfig, headings: Sequence[float]
+) -> np.ndarray:
+    """(H, 3, S, S) float32: the LiDAR input of one scan with its crop centred at each of
+    ``headings`` (degrees), in that order: the map entries of one keyframe."""
+    return np.stack([lidar_input(points, cfg, float(h)) for h in headings])
+
+
 @dataclass(frozen=True)
 class _Batch:
     """Embedded entries, committed to the builder in one list append."""
@@ -57,6 +73,8 @@ class _Batch:
     poses: np.ndarray
     stamps: np.ndarray
     frame_index: np.ndarray
+    heading_deg: np.ndarray
+    keyframes: np.ndarray
     #: the pipeline's state after the last entry of the batch (for build checkpoints)
     state: Any = None
 
@@ -66,6 +84,9 @@ class _Pending:
     poses: list[np.ndarray] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
     frame_index: list[int] = field(default_factory=list)
+    heading_deg: list[float] = field(default_factory=list)
+    keyframes: list[int] = field(default_factory=list)
+    #: one per keyframe (not per entry)
     states: list[Any] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -90,12 +111,19 @@ class MapBuilder:
         self.keyframes = KeyframeSelector(config.keyframe_distance)
         #: scans given to :meth:`add_scan` without a (finite) pose
         self.skipped_no_pose = 0
+        #: crop headings (degrees): one entry per keyframe and heading
+        self.headings = config.headings
+        self._turns = [heading_turn(h) for h in self.headings]
         size = self.preprocess.lidar_image_size
         self._input_shape = (3, size, size)
+        per = len(self.headings)
+        # whole keyframes per batch; at least one even when it has more headings than that
+        self._capacity = max(1, config.batch_size // per) * per
         # Filled in place and reused: no per-batch allocation of B x 3 x S x S floats.
-        self._buffer = np.empty((config.batch_size, *self._input_shape), np.float32)
+        self._buffer = np.empty((self._capacity, *self._input_shape), np.float32)
         self._pending = _Pending()
         self._batches: list[_Batch] = []
+        self._next_keyframe = 0
 
     # -- adding scans ------------------------------------------------------------------
 
@@ -105,9 +133,9 @@ class MapBuilder:
         """Offer one scan (N x 4 float32, LiDAR frame) taken at ``pose`` (``T_map_lidar``).
 
         Returns False when it is not kept: no pose (counted in :attr:`skipped_no_pose`) or
-        too close to the last kept scan. A kept scan is preprocessed and queued; a full batch
-        is embedded on the spot. An empty scan raises :class:`EmptyCloudError` and is not
-        a keyframe.
+        too close to the last kept scan. A kept scan is preprocessed (once per heading) and
+        queued; a full batch is embedded on the spot. An empty scan raises
+        :class:`EmptyCloudError` and is not a keyframe.
         """
         checked = check_pose(pose)
         if checked is None:
@@ -116,7 +144,8 @@ class MapBuilder:
         pts = check_points(points)
         if not self.keyframes.accept(checked[:3, 3]):
             return False
-        self.add_input(lidar_input(pts, self.preprocess), checked, stamp, frame_index=frame_index)
+        inputs = keyframe_inputs(pts, self.preprocess, self.headings)
+        self.add_input(inputs, checked, stamp, frame_index=frame_index)
         return True
 
     def add_input(
@@ -128,21 +157,34 @@ class MapBuilder:
         frame_index: int = -1,
         state: Any = None,
     ) -> None:
-        """Queue an already selected and preprocessed scan (3 x S x S float32, as
-        :func:`liploc_ros.preprocess.lidar_input` makes it) as the next entry; no keyframe
-        test. ``state`` is opaque bookkeeping kept with the batch (build checkpoints)."""
+        """Queue an already selected and preprocessed scan as the next keyframe, no keyframe
+        test: H x 3 x S x S float32, one input per heading of the config, as
+        :func:`keyframe_inputs` makes it (3 x S x S with the one default heading). ``pose`` is
+        the LiDAR's; each entry's is turned by its heading. ``state`` is opaque bookkeeping
+        kept with the batch (build checkpoints)."""
         arr = np.asarray(lidar)
-        if arr.shape != self._input_shape:
+        per = len(self.headings)
+        if per == 1 and arr.shape == self._input_shape:
+            arr = arr[None]
+        if arr.shape != (per, *self._input_shape):
             raise PreprocessError(
-                f"a preprocessed scan must be {self._input_shape} for this model, got {arr.shape}"
+                f"a preprocessed scan must be {(per, *self._input_shape)} for this model and "
+                f"{per} heading(s), got {arr.shape}"
             )
+        base = np.array(pose, dtype=np.float64).reshape(4, 4)
         pending = self._pending
-        self._buffer[len(pending)] = arr
-        pending.poses.append(np.array(pose, dtype=np.float64).reshape(4, 4))
-        pending.stamps.append(float(stamp))
-        pending.frame_index.append(int(frame_index))
+        if len(pending) + per > self._capacity:
+            self._embed_pending()
+        self._buffer[len(pending) : len(pending) + per] = arr
+        for heading, turn in zip(self.headings, self._turns, strict=True):
+            pending.poses.append(base @ turn)
+            pending.stamps.append(float(stamp))
+            pending.frame_index.append(int(frame_index))
+            pending.heading_deg.append(heading)
+            pending.keyframes.append(self._next_keyframe)
         pending.states.append(state)
-        if len(pending) == self.config.batch_size:
+        self._next_keyframe += 1
+        if len(pending) + per > self._capacity:
             self._embed_pending()
 
     def add_embedded(
@@ -151,10 +193,15 @@ class MapBuilder:
         poses: np.ndarray,
         stamps: np.ndarray,
         frame_index: np.ndarray,
+        heading_deg: np.ndarray | None = None,
+        keyframes: np.ndarray | None = None,
         *,
         state: Any = None,
     ) -> None:
-        """Append entries embedded earlier (a resumed build); pending scans go first."""
+        """Append entries embedded earlier (a resumed build); pending scans go first.
+
+        ``heading_deg`` defaults to 0 and ``keyframes`` to one new keyframe per entry; new
+        keyframes are numbered on from the largest id given."""
         self._embed_pending()
         emb = np.asarray(embeddings, dtype=np.float32)
         n = emb.shape[0]
@@ -162,14 +209,22 @@ class MapBuilder:
             raise MapError(
                 f"embeddings must be N x {self.embedder.embed_dim} for this model, got {emb.shape}"
             )
+        if keyframes is None:
+            keyframes = self._next_keyframe + np.arange(n, dtype=np.int64)
         batch = _Batch(
             embeddings=emb,
             poses=np.asarray(poses, dtype=np.float64).reshape(n, 4, 4),
             stamps=np.asarray(stamps, dtype=np.float64).reshape(n),
             frame_index=np.asarray(frame_index, dtype=np.int64).reshape(n),
+            heading_deg=np.zeros(n, np.float32)
+            if heading_deg is None
+            else np.asarray(heading_deg, dtype=np.float32).reshape(n),
+            keyframes=np.asarray(keyframes, dtype=np.int64).reshape(n),
             state=state,
         )
         self._batches.append(batch)
+        if n:
+            self._next_keyframe = max(self._next_keyframe, int(batch.keyframes.max()) + 1)
 
     def flush(self) -> None:
         """Embed the scans still waiting for a full batch."""
@@ -186,6 +241,8 @@ class MapBuilder:
             poses=np.stack(pending.poses),
             stamps=np.asarray(pending.stamps, dtype=np.float64),
             frame_index=np.asarray(pending.frame_index, dtype=np.int64),
+            heading_deg=np.asarray(pending.heading_deg, dtype=np.float32),
+            keyframes=np.asarray(pending.keyframes, dtype=np.int64),
             state=pending.states[-1],
         )
         # One append commits the batch: an interrupt leaves it either fully in or out.
@@ -201,6 +258,11 @@ class MapBuilder:
     @property
     def embedded_count(self) -> int:
         return sum(b.embeddings.shape[0] for b in self._batches)
+
+    @property
+    def keyframe_count(self) -> int:
+        """Keyframes kept so far (each is one entry per heading), embedded or pending."""
+        return self._next_keyframe
 
     @property
     def committed_state(self) -> Any:
@@ -225,6 +287,10 @@ class MapBuilder:
             "frame_index": np.concatenate(
                 [np.zeros(0, np.int64)] + [b.frame_index for b in batches]
             ),
+            "heading_deg": np.concatenate(
+                [np.zeros(0, np.float32)] + [b.heading_deg for b in batches]
+            ),
+            "keyframes": np.concatenate([np.zeros(0, np.int64)] + [b.keyframes for b in batches]),
         }
 
     def map_info(self) -> MapInfo:
@@ -261,6 +327,8 @@ class MapBuilder:
             arrays["stamps"],
             self.map_info(),
             frame_index=arrays["frame_index"],
+            heading_deg=arrays["heading_deg"],
+            keyframes=arrays["keyframes"],
         )
 
     def save(self, path: str | Path, *, index: str | None = None) -> Path:

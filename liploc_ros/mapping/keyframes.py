@@ -87,6 +87,6 @@ def select_keyframes(positions: np.ndarray, min_distance: float) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise ConfigError(f"positions must be N x 3 (or N x 4 x 4 poses), got shape {arr.shape}")
     selector = KeyframeSelector(min_distance)
-    finite = np.isfinite(arr).all(axis=1)
+    finite: np.ndarray = np.all(np.isfinite(arr), axis=1)
     kept = [i for i in range(arr.shape[0]) if finite[i] and selector.accept(arr[i])]
     return np.asarray(kept, dtype=np.int64)

@@ -17,6 +17,7 @@ is kept there and a later call with ``resume=True`` continues from it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import queue
 import threading
@@ -34,13 +35,12 @@ from liploc_ros.config import to_dict
 from liploc_ros.datasets.base import FrameSource, IndexedSource
 from liploc_ros.errors import DatasetError, EmptyCloudError, PreprocessError
 from liploc_ros.mapdb import MapDatabase
-from liploc_ros.mapping.builder import MapBuilder, check_points, check_pose
-from liploc_ros.mapping.checkpoint import BuildCheckpoint, BuildProgress, Restored
+from liploc_ros.mapping.build_checkpoint import BuildCheckpoint, BuildProgress, Restored
+from liploc_ros.mapping.builder import MapBuilder, check_points, check_pose, keyframe_inputs
 from liploc_ros.mapping.config import DEFAULT_CONFIG, MapBuildConfig
+from liploc_ros.mapping.headings import format_headings
 from liploc_ros.mapping.keyframes import KeyframeSelector
 from liploc_ros.model.inference import Embedder
-from liploc_ros.preprocess.config import PreprocessConfig
-from liploc_ros.preprocess.tensors import lidar_input
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,23 @@ class BuildSummary:
     #: entries taken over from a checkpoint
     resumed_entries: int = 0
     source: str = ""
+    #: keyframes kept (each is one entry per heading); -1: not counted
+    keyframes: int = -1
+    #: the crop headings (degrees) of every keyframe's entries
+    headings: tuple[float, ...] = (0.0,)
 
     def lines(self) -> list[str]:
         """The summary as lines for a terminal."""
         resumed = self.resumed_entries
+        per = (
+            f" ({self.keyframes} keyframes x {len(self.headings)} crop headings: "
+            f"{format_headings(self.headings)} deg)"
+            if len(self.headings) > 1 and self.keyframes >= 0
+            else ""
+        )
         return [
             f"source          {self.source}",
-            f"entries         {self.entries}"
+            f"entries         {self.entries}{per}"
             + (f" ({resumed} resumed from a checkpoint)" if resumed else ""),
             f"scans read      {self.scans_read} (skipped: {self.scans_skipped_keyframe} closer "
             f"than the keyframe distance, {self.scans_skipped_no_pose} without pose, "
@@ -93,7 +103,7 @@ class BuildSummary:
 class _Job:
     """One kept scan on its way to the encoder."""
 
-    future: Any  # Future[np.ndarray] or _Done: the preprocessed input
+    future: Any  # Future[np.ndarray] or _Done: the preprocessed inputs, one per heading
     pose: np.ndarray
     stamp: float
     frame_index: int
@@ -129,6 +139,8 @@ class _Done:
 
 
 Submit = Callable[..., Any]
+#: points -> H x 3 x S x S inputs of one keyframe (:func:`keyframe_inputs`, bound)
+Prepare = Callable[[np.ndarray], np.ndarray]
 
 
 def _snapshot(
@@ -152,7 +164,7 @@ def _counters(progress: BuildProgress) -> tuple[int, int, int, int]:
     return progress.examined, progress.no_pose, progress.not_keyframe, progress.empty
 
 
-def _read_and_prepare(source: IndexedSource, index: int, pre: PreprocessConfig) -> np.ndarray:
+def _read_and_prepare(source: IndexedSource, index: int, prepare: Prepare) -> np.ndarray:
     frame = source.frame(index, image=False, points=True)
     try:
         points = check_points(frame.points)
@@ -160,14 +172,14 @@ def _read_and_prepare(source: IndexedSource, index: int, pre: PreprocessConfig) 
         raise
     except PreprocessError as err:
         raise DatasetError(f"{source.name}: frame {index}: {err}") from err
-    return lidar_input(points, pre)
+    return prepare(points)
 
 
 def _indexed_jobs(
     source: IndexedSource,
     selector: KeyframeSelector,
     start: BuildProgress,
-    pre: PreprocessConfig,
+    prepare: Prepare,
     submit: Submit,
 ) -> Iterator[_Job | _End]:
     """Keyframes chosen from the source's pose table; only kept frames are read at all, and
@@ -184,7 +196,7 @@ def _indexed_jobs(
         if not selector.accept(pose[:3, 3]):
             not_kf += 1
             continue
-        future = submit(_read_and_prepare, source, i, pre)
+        future = submit(_read_and_prepare, source, i, prepare)
         progress = _snapshot(selector, examined, no_pose, not_kf, empty)
         yield _Job(future, pose, float(stamps[i]), i, progress)
     yield _End(_snapshot(selector, examined, no_pose, not_kf, empty))
@@ -194,7 +206,7 @@ def _stream_jobs(
     source: FrameSource,
     selector: KeyframeSelector,
     start: BuildProgress,
-    pre: PreprocessConfig,
+    prepare: Prepare,
     submit: Submit,
 ) -> Iterator[_Job | _End]:
     """Frames read in order (this thread does the I/O and decoding), kept scans
@@ -218,7 +230,7 @@ def _stream_jobs(
         if not selector.accept(pose[:3, 3]):
             not_kf += 1
             continue
-        future = submit(lidar_input, points, pre)
+        future = submit(prepare, points)
         progress = _snapshot(selector, examined, no_pose, not_kf, empty)
         yield _Job(future, pose, frame.stamp, frame.index, progress)
     yield _End(_snapshot(selector, examined, no_pose, not_kf, empty))
@@ -287,6 +299,7 @@ def checkpoint_match(
         "keyframe_distance": config.keyframe_distance,
         "dtype": config.dtype,
         "frame_id": config.frame_id,
+        "headings": list(config.headings),
     }
 
 
@@ -319,10 +332,12 @@ def _run(
     """Drive the three stages until the source is exhausted; the final bookkeeping."""
     config = builder.config
     pool = ThreadPoolExecutor(config.workers, "liploc-map-prep") if config.workers > 0 else None
-    make_jobs = _indexed_jobs if isinstance(source, IndexedSource) else _stream_jobs
-    jobs = make_jobs(
-        source, builder.keyframes, start, builder.preprocess, pool.submit if pool else _Done
-    )
+    prepare = functools.partial(keyframe_inputs, cfg=builder.preprocess, headings=builder.headings)
+    submit = pool.submit if pool else _Done
+    if isinstance(source, IndexedSource):
+        jobs = _indexed_jobs(source, builder.keyframes, start, prepare, submit)
+    else:
+        jobs = _stream_jobs(source, builder.keyframes, start, prepare, submit)
     producer = _Producer(jobs, maxsize=2 * config.batch_size) if pool is not None else None
     bar = tqdm(
         total=len(source) if isinstance(source, IndexedSource) else None,
@@ -385,7 +400,8 @@ def build_map(
 
     ``checkpoint``: a file where embedded entries are kept every ``checkpoint_interval``
     seconds and on Ctrl-C; ``resume`` continues from it when it exists. The caller removes
-    it once the map is saved (see :func:`liploc_ros.mapping.checkpoint.checkpoint_path_for`).
+    it once the map is saved (see
+    :func:`liploc_ros.mapping.build_checkpoint.checkpoint_path_for`).
     """
     t0 = time.perf_counter()
     builder = MapBuilder(embedder, config, source=source.name)
@@ -418,5 +434,7 @@ def build_map(
         scans_skipped_empty=final.empty,
         resumed_entries=0 if restored is None else restored.entries,
         source=source.name,
+        keyframes=builder.keyframe_count,
+        headings=builder.headings,
     )
     return database, summary

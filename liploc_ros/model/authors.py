@@ -21,10 +21,10 @@ import torch
 
 from liploc_ros.device import resolve_device
 from liploc_ros.errors import CheckpointError
-from liploc_ros.model.checkpoint import LoadedModel
 from liploc_ros.model.config import MODEL_PRESETS, ModelConfig
 from liploc_ros.model.file_kind import model_file_kind, sniff_model_file
 from liploc_ros.model.liploc import create_empty_model
+from liploc_ros.model.liploc_file import LoadedModel
 from liploc_ros.model.weights import SHORT_FINGERPRINT_LEN, load_state_strict, state_dict_sha256
 from liploc_ros.preprocess.config import PreprocessConfig
 
@@ -41,7 +41,7 @@ _VIT_NAMES = {
     (768, 32): "vit_base_patch32_224",
 }
 #: (bottleneck blocks?, blocks per stage) -> timm name
-_RESNET_NAMES = {
+_RESNET_NAMES: dict[tuple[bool, tuple[int, ...]], str] = {
     (False, (2, 2, 2, 2)): "resnet18",
     (False, (3, 4, 6, 3)): "resnet34",
     (True, (3, 4, 6, 3)): "resnet50",
@@ -178,7 +178,11 @@ def infer_authors_config(
 ) -> tuple[ModelConfig, dict[str, int | None]]:
     """The :class:`ModelConfig` a state_dict was made with, and the ViT input sizes it
     implies (``{"camera": 224, "lidar": 224}``; None for CNNs, which take any size)."""
-    backbones, fc_dims, pools, sizes, embed_dims = {}, {}, set(), {}, set()
+    backbones: dict[str, str] = {}
+    fc_dims: dict[str, int | None] = {}
+    sizes: dict[str, int | None] = {}
+    pools: set[str | None] = set()
+    embed_dims: set[int] = set()
     for side in _SIDES:
         name, feat, pool, size = _infer_side(state, side, source)
         backbones[side], sizes[side] = name, size

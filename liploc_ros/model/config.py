@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from liploc_ros.errors import ConfigError
 
@@ -93,7 +94,7 @@ PRESET_IMAGE_SIZES: dict[str, int] = {
 }
 
 
-def model_preset(name: str, **overrides: object) -> ModelConfig:
+def model_preset(name: str, **overrides: Any) -> ModelConfig:
     """A preset by name, or any timm backbone name used for both encoders (no extra Linear).
 
     ``overrides`` replace fields, e.g. ``model_preset("liploc-vit-s16", normalize=True)`` for

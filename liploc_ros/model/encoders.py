@@ -7,6 +7,7 @@ their checkpoints (``encoder_camera.model.*``, ``encoder_camera.fc.*``).
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ def create_backbone(
         close = difflib.get_close_matches(name, timm.list_models(), n=4, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown timm backbone {name!r}{hint}")
-    kwargs: dict[str, object] = {"num_classes": 0}
+    kwargs: dict[str, Any] = {"num_classes": 0}
     if global_pool is not None:
         kwargs["global_pool"] = global_pool
     cfg = get_pretrained_cfg(name)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from liploc_ros.errors import ConfigError, PreprocessError
 from liploc_ros.model.backends import DEFAULT_BACKEND, Side, create_runner
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 from liploc_ros.preprocess.camera import ColorOrder
 from liploc_ros.preprocess.tensors import camera_input, lidar_input
 
@@ -90,11 +90,14 @@ class Embedder:
             images, lambda im: camera_input(im, pre, order), self.embed_camera, progress
         )
 
-    def embed_scans(self, scans: Sequence[np.ndarray], *, progress: bool = False) -> np.ndarray:
-        """Raw N x 4 float32 (x, y, z, intensity) scans -> (B, D) via range images."""
+    def embed_scans(
+        self, scans: Sequence[np.ndarray], *, progress: bool = False, heading_deg: float = 0.0
+    ) -> np.ndarray:
+        """Raw N x 4 float32 (x, y, z, intensity) scans -> (B, D) via range images whose crop
+        faces ``heading_deg`` (0: forward, the authors' crop)."""
         pre = self.loaded.preprocess
         return self._embed_raw(
-            scans, lambda pts: lidar_input(pts, pre), self.embed_lidar, progress
+            scans, lambda pts: lidar_input(pts, pre, heading_deg), self.embed_lidar, progress
         )
 
     def _embed_raw(

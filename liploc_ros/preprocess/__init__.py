@@ -8,8 +8,14 @@ from liploc_ros.preprocess.config import (
     RangeImageConfig,
     sensor_preset,
 )
+from liploc_ros.preprocess.pictures import camera_picture, lidar_picture, resize_picture
 from liploc_ros.preprocess.range_image import project_range, range_image, range_to_uint8
-from liploc_ros.preprocess.tensors import camera_input, lidar_input, normalize_picture
+from liploc_ros.preprocess.tensors import (
+    camera_input,
+    lidar_input,
+    normalize_picture,
+    picture_input,
+)
 
 __all__ = [
     "SENSOR_PRESETS",
@@ -17,11 +23,15 @@ __all__ = [
     "PreprocessConfig",
     "RangeImageConfig",
     "camera_input",
+    "camera_picture",
     "lidar_input",
+    "lidar_picture",
     "normalize_picture",
+    "picture_input",
     "project_range",
     "range_image",
     "range_to_uint8",
+    "resize_picture",
     "sensor_preset",
     "to_rgb",
 ]

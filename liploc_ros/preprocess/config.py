@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any
 
+from liploc_ros.config_fields import Choice, set_choice
 from liploc_ros.errors import ConfigError
 
 #: ImageNet statistics used by the authors for both modalities.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class EmptyMode(Choice):
+    """What the range image's empty pixels (no return) read."""
+
+    #: 251: the authors' uint8 wrap of -5.1, needed for parity with their checkpoints
+    AUTHORS = "authors"
+    #: 0
+    CLEAN = "clean"
 
 
 @dataclass(frozen=True)
@@ -36,11 +46,11 @@ class RangeImageConfig:
     distance_threshold: float | None = None
     #: keep the upper half and the forward third of the image, as the authors do
     crop: bool = True
-    #: "authors": empty pixels read 251 (the authors' uint8 wrap of -5.1, needed for parity with
-    #: their checkpoints); "clean": empty pixels read 0
-    empty_mode: Literal["authors", "clean"] = "authors"
+    #: what empty range pixels read (:class:`EmptyMode`)
+    empty_mode: EmptyMode = EmptyMode.AUTHORS
 
     def __post_init__(self) -> None:
+        set_choice(self, "empty_mode", EmptyMode)
         if self.height < 2 or self.width < 3:
             raise ConfigError(f"range image {self.height}x{self.width} is too small")
         if not self.fov_up_deg > self.fov_down_deg:
@@ -118,7 +128,7 @@ SENSOR_PRESETS: dict[str, RangeImageConfig] = {
 }
 
 
-def sensor_preset(name: str, **overrides: object) -> RangeImageConfig:
+def sensor_preset(name: str, **overrides: Any) -> RangeImageConfig:
     """A preset by name, with optional field overrides (``distance_threshold=50.0``, ...)."""
     try:
         base = SENSOR_PRESETS[name.lower()]

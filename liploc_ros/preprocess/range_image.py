@@ -26,8 +26,10 @@ AUTHORS_EMPTY_VALUE = 251
 _PREFILTER_MARGIN = 1e-3
 
 
-def valid_xyz(points: np.ndarray) -> np.ndarray:
-    """Finite x, y, z of an N x 3 / N x 4 cloud as a 3 x N float32 array (rows x, y, z)."""
+def valid_xyz(points: np.ndarray, heading_deg: float = 0.0) -> np.ndarray:
+    """Finite x, y, z of an N x 3 / N x 4 cloud as a 4 x N float32 array (rows x, y, z and a
+    spare row), expressed in the LiDAR frame turned by ``heading_deg`` about z (see
+    :func:`turn_xy`)."""
     arr = np.asarray(points)
     if arr.ndim != 2 or arr.shape[1] not in (3, 4):
         raise PreprocessError(f"point cloud must be N x 3 or N x 4, got shape {arr.shape}")
@@ -38,6 +40,8 @@ def valid_xyz(points: np.ndarray) -> np.ndarray:
     # Rows x, y, z plus a spare row for the depth, so that one gather moves all four later.
     buf = np.empty((4, arr.shape[0]), dtype=np.float32)
     buf[:3] = arr[:, :3].T
+    if heading_deg:
+        turn_xy(buf, heading_deg)
     # One cheap reduction proves the common case (all finite); only then pay for a row mask.
     if not np.isfinite(buf[:3].sum()):
         keep = np.isfinite(buf[:3]).all(axis=0)
@@ -47,9 +51,37 @@ def valid_xyz(points: np.ndarray) -> np.ndarray:
     return buf
 
 
-def project_range(points: np.ndarray, cfg: RangeImageConfig, *, window: bool = True) -> np.ndarray:
-    """Float32 range image (metres, empty = -1); the crop window only, unless ``window=False``."""
-    buf = valid_xyz(points)
+def turn_xy(buf: np.ndarray, heading_deg: float) -> None:
+    """Re-express rows x, y of ``buf`` (in place) in the frame turned by ``heading_deg`` about
+    z (counter-clockwise, as ROS yaw): a point straight ahead of a camera looking that way
+    ends up on the new x axis, at the centre of the forward crop.
+
+    Quarter turns swap and negate coordinates exactly (no rounding), so a crop centred at
+    180 degrees is bit for bit the forward crop of the cloud turned by 180 degrees.
+    """
+    quarter, rest = divmod(float(heading_deg) % 360.0, 90.0)
+    x, y = buf[0].copy(), buf[1].copy()
+    if rest == 0.0:
+        turns = {0: (x, y), 1: (y, -x), 2: (-x, -y), 3: (-y, x)}
+        buf[0], buf[1] = turns[int(quarter)]
+        return
+    h = math.radians(heading_deg)
+    c, s = math.cos(h), math.sin(h)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    buf[0] = c * x64 + s * y64
+    buf[1] = c * y64 - s * x64
+
+
+def project_range(
+    points: np.ndarray, cfg: RangeImageConfig, *, window: bool = True, heading_deg: float = 0.0
+) -> np.ndarray:
+    """Float32 range image (metres, empty = -1); the crop window only, unless ``window=False``.
+
+    ``heading_deg`` is the crop centre: the azimuth (degrees, counter-clockwise from the
+    LiDAR's x axis) the kept window faces. 0, the authors' forward crop, takes the exact path
+    of their code.
+    """
+    buf = valid_xyz(points, heading_deg)
     if window:
         (r0, r1), (c0, c1) = cfg.crop_rows, cfg.crop_cols
     else:
@@ -82,14 +114,17 @@ def project_range(points: np.ndarray, cfg: RangeImageConfig, *, window: bool = T
     return out.reshape(rows, cols)
 
 
-def range_image(points: np.ndarray, cfg: RangeImageConfig) -> np.ndarray:
-    """The LiDAR encoder's picture: H x W x 3 uint8 (cropped as configured).
+def range_image(
+    points: np.ndarray, cfg: RangeImageConfig, *, heading_deg: float = 0.0
+) -> np.ndarray:
+    """The LiDAR encoder's picture: H x W x 3 uint8 (cropped as configured, the crop centred
+    at ``heading_deg``).
 
     A cloud whose points all fall outside the window yields an all-empty image rather than an
     error, as a scan facing open space legitimately does; only a cloud with no usable point
     at all (empty, all NaN) raises :class:`EmptyCloudError`.
     """
-    gray = range_to_uint8(project_range(points, cfg), cfg)
+    gray = range_to_uint8(project_range(points, cfg, heading_deg=heading_deg), cfg)
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 

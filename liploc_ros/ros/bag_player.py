@@ -297,6 +297,7 @@ class BagPlayer:
         from builtin_interfaces.msg import Time
 
         sec, nanosec = divmod(int(bag_ns), _NS)
+        assert self.clock_pub is not None  # called only when /clock is published
         self.clock_pub.publish(self._clock_msg(clock=Time(sec=sec, nanosec=nanosec)))
 
     def _publish(self, topic: str, t: int, raw: Any) -> None:
@@ -316,8 +317,9 @@ class BagPlayer:
             if self.stats.total:
                 pub.wait_for_all_acked(Duration(seconds=ack_timeout))
             self.node.destroy_publisher(pub)
-        if getattr(self, "clock_pub", None) is not None:
-            self.node.destroy_publisher(self.clock_pub)
+        clock_pub = getattr(self, "clock_pub", None)
+        if clock_pub is not None:
+            self.node.destroy_publisher(clock_pub)
         self.publishers = {}
         if self.reader.stack is not None:
             self.reader.close()

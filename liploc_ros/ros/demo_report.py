@@ -77,7 +77,7 @@ def read_ground_truth(bag: str | Path, topic: str = "/ground_truth/odom") -> dic
             if not conns:
                 raise DatasetError(f"bag {path} has no {topic} topic for the ground truth")
             for conn, _, raw in reader.messages(connections=conns):
-                msg = reader.deserialize(raw, conn.msgtype)
+                msg: Any = reader.deserialize(raw, conn.msgtype)
                 pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
                 t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 p = pose.position
@@ -288,7 +288,7 @@ def save_demo_figure(
             continue
         shown = fixed.get(key, best.get(key))
         good = shown is not None and bool(np.hypot(*(shown - gt[:2])) < threshold_m)
-        if key in fixed and not good:
+        if key in fixed and shown is not None and not good:  # (shown: fixed[key])
             ax.plot(*zip(gt[:2], shown, strict=True), "-", color="#d62728", lw=0.4, alpha=0.4)
         groups.setdefault((good, key in fixed), []).append(gt[:2])
     if dropped:

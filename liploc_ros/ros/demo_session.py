@@ -232,7 +232,7 @@ def play_into_localizer(
             def on_publish(topic: str, t: int, raw: bytes) -> None:
                 if topic != image_topic:
                     return
-                msg = player.reader.deserialize(raw, msgtype)
+                msg: Any = player.reader.deserialize(raw, msgtype)
                 stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 published[stamp_key(stamp)] = time.monotonic()
                 result.played_stamps.append(stamp)

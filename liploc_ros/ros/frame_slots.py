@@ -41,11 +41,11 @@ class TakenFrame(Generic[T]):
     waited: float
 
 
-class _Slot:
+class _Slot(Generic[T]):
     __slots__ = ("arrival", "dropped", "item", "received", "taken", "waiting_since")
 
     def __init__(self) -> None:
-        self.item: object | None = None
+        self.item: T | None = None
         self.arrival = 0.0
         self.waiting_since: float | None = None
         self.received = self.taken = self.dropped = 0
@@ -59,7 +59,7 @@ class LatestFrameSlots(Generic[T]):
     ) -> None:
         if not cameras:
             raise ValueError("LatestFrameSlots needs at least one camera")
-        self._slots = {name: _Slot() for name in cameras}
+        self._slots: dict[str, _Slot[T]] = {name: _Slot() for name in cameras}
         self._clock = clock
         self._cond = threading.Condition()
         self._closed = False
@@ -89,12 +89,15 @@ class LatestFrameSlots(Generic[T]):
                 if self._closed:
                     return None
                 waiting = [
-                    (s.waiting_since, n) for n, s in self._slots.items() if s.item is not None
+                    (s.waiting_since, n)
+                    for n, s in self._slots.items()
+                    if s.item is not None and s.waiting_since is not None  # (set together)
                 ]
                 if waiting:
                     since, name = min(waiting)
                     slot = self._slots[name]
                     item, arrival = slot.item, slot.arrival
+                    assert item is not None  # a waiting slot holds a frame
                     slot.item, slot.waiting_since = None, None
                     slot.taken += 1
                     return TakenFrame(name, item, arrival, self._clock() - since)

@@ -61,7 +61,7 @@ class LiveStats:
     received: int = 0
     #: scans handed to the builder with a pose (kept or not by the keyframe test)
     posed: int = 0
-    #: scans kept as map entries so far
+    #: map entries so far (one per kept scan and crop heading, ``build.headings``)
     entries: int = 0
     #: scans waiting in the queue (for their pose or for the worker)
     pending: int = 0
@@ -183,7 +183,7 @@ class LiveMapBuilder:
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise LiplocError(f"the map worker did not finish within {timeout} s")
-        if future is not None and not future.done():
+        if future is not None and save_to is not None and not future.done():
             # the worker had ended before (it should not): the builder is ours alone now,
             # so the map gathered so far is still saved
             try:

@@ -52,6 +52,7 @@ from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -70,7 +71,7 @@ from liploc_ros.ros import localizer_messages as msgs
 from liploc_ros.ros.base_pose import BasePose, base_pose
 from liploc_ros.ros.frame_slots import LatestFrameSlots, TakenFrame
 from liploc_ros.ros.image_input import BadImageError, decode_image, trailing_bytes
-from liploc_ros.ros.localizer_params import DESCRIPTIONS, LocalizerNodeConfig
+from liploc_ros.ros.localizer_params import LocalizerNodeConfig
 from liploc_ros.ros.localizer_setup import load_localizer
 from liploc_ros.ros.localizer_stats import LocalizerStats, stamp_is_far
 from liploc_ros.ros.map_odom_tf import MapToOdom
@@ -109,7 +110,7 @@ LATCHED_QOS = QoSProfile(
 class LocalizerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        declare_config(self, LocalizerNodeConfig, DESCRIPTIONS)
+        declare_config(self, LocalizerNodeConfig)
         self.cfg = cfg = read_config(self, LocalizerNodeConfig)
         log = self.get_logger()
         self.localizer, tracker = load_localizer(cfg, log)
@@ -137,7 +138,8 @@ class LocalizerNode(Node):
         self._confident: tuple[BasePose, Any, float] | None = None
         if Trigger is not None:
             self.create_service(Trigger, "~/publish_initialpose", self._on_initialpose_request)
-        self.match_pub = self.particles_pub = None
+        self.match_pub: Publisher | None = None
+        self.particles_pub: Publisher | None = None
         if cfg.publish_markers:
             self._create_marker_publishers(particles=tracker is not None)
         self._tf = None
@@ -286,7 +288,7 @@ class LocalizerNode(Node):
             self.match_pub.publish(
                 msgs.match_markers(T, matches, est.ok, msg.header.stamp, self.frame_id)
             )
-        if self.particles_pub is not None and est.best_pose is not None:
+        if self.particles_pub is not None and self.tracking and est.best_pose is not None:
             xy = self.tracking.particles_due(self.T_lidar_base)
             if xy is not None:
                 z = (est.best_pose @ self.T_lidar_base)[2, 3]
@@ -331,6 +333,7 @@ class LocalizerNode(Node):
 
     # -- initial pose ---------------------------------------------------------------------
     def _send_initialpose(self) -> str:
+        assert self._confident is not None  # both callers check it first
         fix, stamp, confidence = self._confident
         self.initialpose_pub.publish(
             msgs.pose_message(fix.matrix, fix.covariance, stamp, self.frame_id)
@@ -366,6 +369,7 @@ class LocalizerNode(Node):
 
     def _request_relocalize(self, via: str) -> None:
         """Any thread: only a flag, which the worker consumes (it owns the filter)."""
+        assert self.tracking is not None  # ~/relocalize exists in sequence mode only
         self.tracking.request_reset()
         self.get_logger().info(f"re-localization requested ({via} ~/relocalize)")
 

@@ -17,27 +17,26 @@ def load_localizer(
     cfg: LocalizerNodeConfig, log: Any
 ) -> tuple[Localizer, TrackingLocalizer | None]:
     """The localizer after one warm-up frame, and in sequence mode its tracker (reset after
-    the warm-up); LiplocError for anything wrong (a missing, corrupt or mismatched file)."""
+    the warm-up); LiplocError for anything wrong (a missing, corrupt or mismatched file).
+    Assembled by :func:`~liploc_ros.localization.factory.open_localizer`, as the CLI's."""
     import torch
 
-    from liploc_ros.mapdb import MapDatabase
-    from liploc_ros.mapping.model_file import load_model_file
-    from liploc_ros.model import Embedder
+    from liploc_ros.localization.factory import frame_localizer, open_localizer
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    database = MapDatabase.load(cfg.map_path)
-    loaded = load_model_file(cfg.model)
-    embedder = Embedder(
-        loaded, device=cfg.device, precision=cfg.precision, batch_size=1, backend=cfg.backend
-    )
-    localizer = Localizer(embedder, database, cfg.localizer)
-    tracker = TrackingLocalizer(localizer, cfg.sequence) if cfg.mode == "sequence" else None
+    opened = open_localizer(
+        cfg.model, cfg.map_path, mode=cfg.mode, config=cfg.localizer, sequence=cfg.sequence,
+        device=cfg.device, precision=cfg.precision, backend=cfg.backend, batch_size=1,
+    )  # fmt: skip
+    localizer = frame_localizer(opened)
+    tracker = opened if isinstance(opened, TrackingLocalizer) else None
     t0 = time.perf_counter()
-    (tracker or localizer).warm_up()
+    opened.warm_up()
+    embedder, loaded = localizer.embedder, localizer.embedder.loaded
     log.info(
         f"model {loaded.model_config.name} ({loaded.fingerprint}) with {embedder.describe()}"
-        f", map {cfg.map_path} ({len(database)} entries), {cfg.mode} mode; warm-up frame "
-        f"{1e3 * (time.perf_counter() - t0):.0f} ms"
+        f", map {cfg.map_path} ({len(localizer.database)} entries), {cfg.mode} mode; warm-up "
+        f"frame {1e3 * (time.perf_counter() - t0):.0f} ms"
     )
     return localizer, tracker

@@ -11,7 +11,9 @@ Live mode (``bag_path`` empty):
   with ``base_to_lidar``;
 - saves to ``map_path`` on the ``~/save`` service (std_srvs/Trigger), on any message on the
   ``~/save`` topic (std_msgs/Empty: for installs without std_srvs, or from a bag) and at
-  shutdown (SIGINT / SIGTERM, ``save_on_shutdown``).
+  shutdown (SIGINT / SIGTERM, ``save_on_shutdown``);
+- every kept scan becomes one map entry per crop heading of ``build.headings`` (degrees,
+  default [0.0]: the forward crop only), its pose the LiDAR's turned by the heading.
 
 Scans are embedded by a worker thread (:class:`~liploc_ros.ros.live_map.LiveMapBuilder`), so a
 batch that takes seconds stalls no callback. Offline mode (``bag_path`` set; what
@@ -41,9 +43,10 @@ from std_msgs.msg import Empty
 from liploc_ros.config import to_dict
 from liploc_ros.datasets.tf_tree import normalize_frame
 from liploc_ros.errors import LiplocError
+from liploc_ros.mapping.headings import format_headings
 from liploc_ros.ros import conversions as conv
 from liploc_ros.ros.live_map import LiveMapBuilder
-from liploc_ros.ros.map_builder_params import DESCRIPTIONS, MapBuilderNodeConfig
+from liploc_ros.ros.map_builder_params import MapBuilderNodeConfig
 from liploc_ros.ros.params import declare_config, read_config
 from liploc_ros.ros.pose_sources import PoseBuffer, extrinsic_matrix, tf_pose_lookup
 from liploc_ros.ros.spin import spin_until_signal
@@ -71,15 +74,14 @@ _BY_TYPE_NAME = {
 class MapBuilderNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        declare_config(self, MapBuilderNodeConfig, DESCRIPTIONS)
+        declare_config(self, MapBuilderNodeConfig)
         self.cfg = cfg = read_config(self, MapBuilderNodeConfig)
         from liploc_ros.mapping import MapBuilder  # after the parameters: torch takes seconds
-        from liploc_ros.mapping.model_file import load_model_file
-        from liploc_ros.model import Embedder
+        from liploc_ros.model.model_file import load_embedder  # the localizer node's loader
 
         b = cfg.build
-        self.embedder = Embedder(
-            load_model_file(cfg.model),
+        self.embedder = load_embedder(
+            cfg.model,
             device=b.device,
             precision=b.precision,
             batch_size=b.batch_size,
@@ -106,13 +108,20 @@ class MapBuilderNode(Node):
         )
         if Trigger is not None:
             self.create_service(Trigger, "~/save", self._on_save_service, callback_group=saves)
-        self.create_subscription(Empty, "~/save", lambda _: self.save(), 1, callback_group=saves)
+        self.create_subscription(Empty, "~/save", self._on_save_topic, 1, callback_group=saves)
         self._last = (time.monotonic(), 0)
         self.create_timer(cfg.progress_period, self._log_progress)
         self.get_logger().info(
             f"building a map from {self.points_topic} ({cfg.reliability}, depth "
-            f"{cfg.queue_depth}), poses from {self.pose_origin}; saving to {cfg.map_path}"
+            f"{cfg.queue_depth}), poses from {self.pose_origin}, crops facing "
+            f"{format_headings(b.headings)} deg; saving to {cfg.map_path}"
         )
+
+    @property
+    def _live(self) -> LiveMapBuilder:
+        """The live builder; every callback below runs in live mode only (no bag_path)."""
+        assert self.live is not None, "the node builds its map from a bag"
+        return self.live
 
     # -- poses ----------------------------------------------------------------------------
     def _pose_source(self) -> Any:
@@ -134,7 +143,8 @@ class MapBuilderNode(Node):
 
     def _subscribe_poses(self) -> None:
         """Subscribe pose_topic; with pose_type auto, once a publisher shows its type."""
-        kind, topic = self.cfg.pose_type, self.resolve_topic_name(self.cfg.pose_topic)
+        kind: str = self.cfg.pose_type
+        topic = self.resolve_topic_name(self.cfg.pose_topic)
         if kind == "auto":
             types = dict(self.get_topic_names_and_types()).get(topic, [])
             kind = next((_BY_TYPE_NAME[t] for t in types if t in _BY_TYPE_NAME), "auto")
@@ -154,9 +164,9 @@ class MapBuilderNode(Node):
             pose = conv.pose_message_to_matrix(msg)
             self.poses.add(pose.stamp, pose.matrix)
         except LiplocError as err:
-            self.live.warn("bad_pose", f"{self.pose_origin}: pose dropped: {err}")
+            self._live.warn("bad_pose", f"{self.pose_origin}: pose dropped: {err}")
             return
-        self.live.poses_changed()
+        self._live.poses_changed()
         frame = normalize_frame(pose.frame_id)
         if frame and frame != self.cfg.build.frame_id and not self._frame_warned:
             self._frame_warned = True
@@ -171,19 +181,19 @@ class MapBuilderNode(Node):
         try:
             points = conv.cloud_to_points(msg)
         except LiplocError as err:
-            self.live.warn("bad_cloud", f"{topic}: cloud at {stamp:.3f} s dropped: {err}")
+            self._live.warn("bad_cloud", f"{topic}: cloud at {stamp:.3f} s dropped: {err}")
             return
         if points.shape[0] == 0:
-            self.live.warn(
+            self._live.warn(
                 "empty", f"{topic}: cloud at {stamp:.3f} s has no finite point; dropped"
             )
             return
-        self.live.submit(points, stamp, msg.header.frame_id)
+        self._live.submit(points, stamp, msg.header.frame_id)
 
     def save(self) -> tuple[bool, str]:
         """Save now (waits for the worker); (success, message) for the caller and the log."""
         try:
-            result = self.live.save(self.cfg.map_path).result()
+            result = self._live.save(self.cfg.map_path).result()
         except Exception as err:  # reported to the caller: the node keeps running
             self.get_logger().error(f"save failed: {err}")
             return False, f"save failed: {err}"
@@ -195,12 +205,15 @@ class MapBuilderNode(Node):
         self.get_logger().info(message)
         return True, message
 
+    def _on_save_topic(self, _msg: Empty) -> None:
+        self.save()
+
     def _on_save_service(self, request: Any, response: Any) -> Any:
         response.success, response.message = self.save()
         return response
 
     def _log_progress(self) -> None:
-        s, (t0, n0), now = self.live.stats(), self._last, time.monotonic()
+        s, (t0, n0), now = self._live.stats(), self._last, time.monotonic()
         if s.received != n0:
             self.get_logger().info(
                 f"{s.entries} entries from {s.received} scans "
@@ -215,10 +228,10 @@ class MapBuilderNode(Node):
         """Spin until SIGINT / SIGTERM; then save (ROS is still up for it), even after an
         error in a callback."""
         try:
-            spin_until_signal(self, stop_when=lambda: not self.live.alive)
+            spin_until_signal(self, stop_when=lambda: not self._live.alive)
         finally:
-            died = not self.live.alive
-            result = self.live.close(self.cfg.map_path if self.cfg.save_on_shutdown else None)
+            died = not self._live.alive
+            result = self._live.close(self.cfg.map_path if self.cfg.save_on_shutdown else None)
             if result is not None:
                 self.get_logger().info(
                     f"saved {result.entries} entries to {result.path} at shutdown"

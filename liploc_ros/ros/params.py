@@ -2,8 +2,8 @@
 
 A node describes its parameters once, as a frozen dataclass (nested dataclasses become dotted
 names: ``build.keyframe_distance``). :func:`declare_config` declares every field up front with
-a :class:`ParameterDescriptor` (description, allowed values, read-only), the dataclass default
-as the default value; :func:`read_config` reads them back through
+a :class:`ParameterDescriptor` (the field's description, allowed values, read-only), the
+dataclass default as the default value; :func:`read_config` reads them back through
 :func:`liploc_ros.config.from_dict`, so a bad value fails with the same checks and messages as
 a bad YAML key, and :class:`ParameterError` names the parameter.
 
@@ -19,17 +19,30 @@ import dataclasses
 import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
 
 from liploc_ros.config import from_dict
+from liploc_ros.config_fields import Choice, field_doc
 from liploc_ros.errors import ConfigError
 
 __all__ = ["ParameterError", "declare_config", "parameter_names", "read_config"]
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 _SCALAR_TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
@@ -50,8 +63,10 @@ class ParameterError(ConfigError):
     """A ROS parameter has a value its config rejects; the message names the parameter."""
 
 
-def _leaves(cls: type, prefix: str, exclude: frozenset[str]) -> Iterable[tuple[str, Any, Any]]:
-    """(dotted name, type, default) of every non-dataclass field, depth first."""
+def _leaves(
+    cls: type, prefix: str, exclude: frozenset[str]
+) -> Iterable[tuple[str, Any, Any, str]]:
+    """(dotted name, type, default, description) of every non-dataclass field, depth first."""
     hints = get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if not field.init:
@@ -66,15 +81,15 @@ def _leaves(cls: type, prefix: str, exclude: frozenset[str]) -> Iterable[tuple[s
             value = field.default_factory()
         else:
             raise ConfigError(f"{cls.__name__}.{field.name} has no default to declare")
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             yield from _leaves(tp, f"{name}.", exclude)
         else:
-            yield name, tp, value
+            yield name, tp, value, field_doc(field)
 
 
 def parameter_names(cls: type, *, prefix: str = "", exclude: Iterable[str] = ()) -> list[str]:
     """The dotted parameter names :func:`declare_config` declares for ``cls``."""
-    return [name for name, _, _ in _leaves(cls, prefix, frozenset(exclude))]
+    return [name for name, *_ in _leaves(cls, prefix, frozenset(exclude))]
 
 
 def _ros_type(tp: Any) -> tuple[int, str]:
@@ -89,6 +104,8 @@ def _ros_type(tp: Any) -> tuple[int, str]:
         allowed = get_args(tp)
         kind = _SCALAR_TYPES.get(type(allowed[0]), ParameterType.PARAMETER_STRING)
         return kind, f"one of: {', '.join(map(str, allowed))}"
+    if isinstance(tp, type) and issubclass(tp, Choice):
+        return ParameterType.PARAMETER_STRING, f"one of: {', '.join(tp.values())}"
     if origin in (tuple, list):
         args = [a for a in get_args(tp) if a is not Ellipsis]
         item = args[0] if args else str
@@ -99,8 +116,8 @@ def _ros_type(tp: Any) -> tuple[int, str]:
 
 
 def _ros_value(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
+    if isinstance(value, (Path, Choice)):
+        return str(value)  # a Choice: its plain string, as a YAML file would give it
     if isinstance(value, tuple):
         return list(value)
     return value
@@ -109,7 +126,7 @@ def _ros_value(value: Any) -> Any:
 def declare_config(
     node: Node,
     cls: type,
-    descriptions: Mapping[str, str],
+    descriptions: Mapping[str, str] | None = None,
     *,
     prefix: str = "",
     exclude: Iterable[str] = (),
@@ -117,18 +134,20 @@ def declare_config(
 ) -> list[str]:
     """Declare one parameter per field of ``cls`` (defaults from the dataclass); returns names.
 
-    ``descriptions`` maps dotted names to the text ``ros2 param describe`` shows; a field
-    without one gets its config path. ``read_only`` parameters can be set at start-up (command
-    line, YAML, launch) but not changed while the node runs, which is right for anything read
-    once at start-up.
+    The text ``ros2 param describe`` shows is the field's own description
+    (:func:`liploc_ros.config_fields.param`); ``descriptions`` (dotted names) overrides it,
+    and a field with neither gets its config path. ``read_only`` parameters can be set at
+    start-up (command line, YAML, launch) but not changed while the node runs, which is right
+    for anything read once at start-up.
     """
     names = []
-    for name, tp, value in _leaves(cls, prefix, frozenset(exclude)):
+    texts = descriptions or {}
+    for name, tp, value, doc in _leaves(cls, prefix, frozenset(exclude)):
         kind, constraint = _ros_type(tp)
         descriptor = ParameterDescriptor(
             name=name,
             type=kind,
-            description=descriptions.get(name, f"{cls.__name__} field {name}"),
+            description=texts.get(name) or doc or f"{cls.__name__} field {name}",
             additional_constraints=constraint,
             read_only=read_only,
             dynamic_typing=True,
@@ -180,7 +199,11 @@ def _build(cls: type[T], data: Mapping[str, Any], prefix: str) -> T:
     data = dict(data)
     for field in dataclasses.fields(cls):
         tp = hints[field.name]
-        if dataclasses.is_dataclass(tp) and isinstance(data.get(field.name), Mapping):
+        if (
+            isinstance(tp, type)
+            and dataclasses.is_dataclass(tp)
+            and isinstance(data.get(field.name), Mapping)
+        ):
             data[field.name] = _build(tp, data[field.name], f"{prefix}{field.name}.")
     try:
         return from_dict(cls, data)
@@ -194,8 +217,10 @@ def _name_parameter(message: str, prefix: str, cls: type) -> str:
     """'parameter <full dotted name>: ...' where the config error names a field of ``cls``."""
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     head, sep, rest = message.partition(": ")
-    if sep and head in names:
-        return f"parameter '{prefix}{head}': {rest}"
+    base, bracket, item = head.partition("[")  # "headings[1]": an item of an array
+    if sep and base in names:
+        where = f"item {item.rstrip(']')}: " if bracket else ""
+        return f"parameter '{prefix}{base}': {where}{rest}"
     # __post_init__ checks name the field in their text ("keyframe_distance must be ...")
     for name in sorted(names, key=len, reverse=True):
         if message.startswith(f"{name} "):

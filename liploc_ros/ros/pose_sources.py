@@ -152,7 +152,9 @@ class PoseBuffer:
                 track = PoseTrack(
                     np.array([t0, t1]), np.stack([self._poses[i - 1], self._poses[i]])
                 )
-                pose = track.at(stamp)
+                between = track.at(stamp)
+                assert between is not None  # t0 <= stamp <= t1: inside the track
+                pose = between
         return pose @ self.sensor_to_lidar
 
 

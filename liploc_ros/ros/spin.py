@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import (
+    Executor,
     ExternalShutdownException,
     MultiThreadedExecutor,
     SingleThreadedExecutor,
@@ -48,6 +49,7 @@ def spin_until_signal(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    executor: Executor
     if threads == 1:
         executor = SingleThreadedExecutor(context=node.context)
     else:

@@ -8,6 +8,7 @@ keys are errors (:mod:`liploc_ros.config`).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,10 +18,12 @@ from typing import Any, Literal
 import yaml
 
 from liploc_ros.config import from_dict, load_yaml, to_dict
+from liploc_ros.device import Precision
 from liploc_ros.errors import ConfigError
 from liploc_ros.model.config import ModelConfig, model_preset
 from liploc_ros.preprocess.config import (
     CameraConfig,
+    EmptyMode,
     PreprocessConfig,
     sensor_preset,
 )
@@ -65,7 +68,7 @@ class PreprocessSection:
     #: drop points farther than this before projecting (authors' KITTI-360 runs: 50 m)
     distance_threshold: float | None = None
     #: empty range pixels: "authors" (251, their uint8 wrap-around) or "clean" (0)
-    empty_mode: Literal["authors", "clean"] = "authors"
+    empty_mode: EmptyMode = EmptyMode.AUTHORS
     #: side of the square camera input
     image_size: int = 224
     #: side of the square range-image input; null: the same as image_size
@@ -129,6 +132,65 @@ class EvalSourceSection:
 
 
 @dataclass(frozen=True)
+class CrossTraversalSection:
+    """Pairs across traversals: the camera of one drive with the LiDAR scan of another drive
+    of the same place at the nearest position, its range-image crop turned to the camera's
+    heading, so that a drive in the other lane or the other direction still matches a map
+    built from one drive (see :mod:`liploc_ros.training.cross_pairs`)."""
+
+    #: fraction of the training items replaced, each epoch, by a cross pair (among the
+    #: items that have one); 0: off, same-instant pairs only (the authors)
+    share: float = 0.0
+    #: the partner scan is the nearest frame of the other drive within this ground-plane
+    #: distance (metres) of the camera frame; none farther
+    radius_m: float = 3.0
+    #: crop headings (degrees, counter-clockwise from the LiDAR's x axis, in (-180, 180])
+    #: of the LiDAR pictures rendered and cached per training frame; 0 (the forward crop of
+    #: same-instant pairs) must be among them, e.g. [0, 180] for drives in both directions
+    headings: tuple[float, ...] = (0.0,)
+    #: a cross pair takes the cached heading nearest to the one it needs (the camera's yaw
+    #: minus the scan's); none is formed when that is farther than this (degrees)
+    heading_tolerance_deg: float = 30.0
+    #: which training sources are drives of one place, with poses in one map frame: each
+    #: group a list of data.train specs. Synthetic specs of the same seed
+    #: (synthetic:SEED:TRAVERSAL:FRAMES) are grouped without being listed
+    groups: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.share <= 1.0:
+            raise ConfigError(f"cross_traversal.share must be within [0, 1], got {self.share}")
+        if not (math.isfinite(self.radius_m) and self.radius_m > 0):
+            raise ConfigError(f"cross_traversal.radius_m must be > 0, got {self.radius_m}")
+        if not 0.0 <= self.heading_tolerance_deg <= 180.0:
+            raise ConfigError(
+                "cross_traversal.heading_tolerance_deg must be within [0, 180], got "
+                f"{self.heading_tolerance_deg}"
+            )
+        if not self.headings:
+            raise ConfigError("cross_traversal.headings is empty: it needs at least 0")
+        for heading in self.headings:
+            if not (math.isfinite(heading) and -180.0 < heading <= 180.0):
+                raise ConfigError(
+                    f"cross_traversal.headings: {heading} is not within (-180, 180] degrees"
+                )
+        if len(set(self.headings)) != len(self.headings):
+            raise ConfigError(f"cross_traversal.headings repeats one: {list(self.headings)}")
+        if 0.0 not in self.headings:
+            raise ConfigError("cross_traversal.headings must hold 0 (same-instant pairs)")
+        seen: set[str] = set()
+        for group in self.groups:
+            specs = [spec.strip() for spec in group]
+            if len(set(specs)) < 2:
+                raise ConfigError(
+                    f"cross_traversal.groups: {list(group)} needs two or more distinct specs"
+                )
+            twice = seen & set(specs)
+            if twice:
+                raise ConfigError(f"cross_traversal.groups: {sorted(twice)[0]} is in two groups")
+            seen |= set(specs)
+
+
+@dataclass(frozen=True)
 class DataSection:
     """Where the pairs come from (dataset specs, see liploc_ros.training.sources)."""
 
@@ -156,6 +218,7 @@ class DataSection:
     #: keep workers alive between epochs
     persistent_workers: bool = True
     augment: AugmentSection = field(default_factory=AugmentSection)
+    cross_traversal: CrossTraversalSection = field(default_factory=CrossTraversalSection)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -166,6 +229,13 @@ class DataSection:
             raise ConfigError("data.sources_per_batch must be >= 0")
         if self.frame_step < 1:
             raise ConfigError(f"data.frame_step must be >= 1, got {self.frame_step}")
+        train = {spec.strip() for spec in self.train}
+        for group in self.cross_traversal.groups:
+            for spec in group:
+                if spec.strip() not in train:
+                    raise ConfigError(
+                        f"data.cross_traversal.groups: {spec!r} is not one of data.train"
+                    )
 
 
 @dataclass(frozen=True)
@@ -238,7 +308,7 @@ class TrainSection:
     device: str = "auto"
     #: auto: bf16 on GPUs that have it, else fp16 with a gradient scaler; fp32 on the CPU
     #: (bf16: autocast on the CPU, about twice as fast on one with AMX / AVX512-BF16)
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    precision: Precision = Precision.AUTO
     #: convert BatchNorm to SyncBatchNorm under several CUDA processes
     sync_batchnorm: bool = False
     #: torch CPU threads (0: torch's default)

@@ -2,8 +2,10 @@
 
 Every random choice is a pure function of (seed, epoch, item), not of a global random state
 or of which worker process loads an item: the shuffle of epoch e is drawn from
-``(seed, e)`` and the holes of item i in epoch e from ``(seed, e, i)``. A resumed run
-therefore sees exactly the batches an uninterrupted one would, whatever ``num_workers``.
+``(seed, e)``, the holes of item i in epoch e from ``(seed, e, i)``, and whether item i is
+a cross-traversal pair in epoch e (:mod:`liploc_ros.training.cross_pairs`) from another
+stream of ``(seed, e, i)``. A resumed run therefore sees exactly the batches an
+uninterrupted one would, whatever ``num_workers``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from torch.utils.data import Dataset, Sampler
 
 from liploc_ros.errors import ConfigError
 from liploc_ros.preprocess.config import PreprocessConfig
+from liploc_ros.preprocess.tensors import picture_input
+from liploc_ros.training.augment import coarse_dropout, color_jitter
 from liploc_ros.training.config import AugmentSection
-from liploc_ros.training.pictures import PictureSet, coarse_dropout, color_jitter, to_input
+from liploc_ros.training.cross_pairs import CrossPairs, pick_partner
+from liploc_ros.training.pictures import PictureSet
 
 #: salts that keep the shuffle and the augmentation streams apart
 _SALT_SHUFFLE = 0x5A17
@@ -52,7 +57,9 @@ class PairDataset(Dataset):
     """Pairs of normalised inputs, augmented when ``augment`` is given.
 
     Items are asked for as ``(position, epoch)`` (see :class:`EpochSampler`) so that the
-    augmentation is reproducible; a plain ``position`` means epoch 0.
+    augmentation is reproducible; a plain ``position`` means epoch 0. With ``cross`` (one
+    entry per row) and ``share`` > 0, an item that has partner scans trains, in a share of
+    the epochs, its camera with one of them instead of its own scan.
     """
 
     def __init__(
@@ -63,20 +70,43 @@ class PairDataset(Dataset):
         *,
         augment: AugmentSection | None = None,
         seed: int = 0,
+        cross: CrossPairs | None = None,
+        share: float = 0.0,
     ) -> None:
         self.sets = list(sets)
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
         self.mean, self.std = pre.camera.mean, pre.camera.std
         self.augment = augment
         self.seed = seed
+        if cross is not None and len(cross) != len(self.rows):
+            raise ConfigError(f"cross pairs for {len(cross)} items, the dataset has {len(rows)}")
+        if not 0.0 <= share <= 1.0:
+            raise ConfigError(f"cross-pair share must be within [0, 1], got {share}")
+        self.cross = cross
+        self.share = share if cross is not None else 0.0
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def partner(self, position: int, epoch: int) -> tuple[int, int, float] | None:
+        """(set, frame, crop heading) of the scan item ``position`` trains with in
+        ``epoch`` instead of its own, or None for its own (a same-instant pair)."""
+        if self.cross is None or self.share <= 0.0:
+            return None
+        pick = pick_partner(self.cross, position, seed=self.seed, epoch=epoch, share=self.share)
+        if pick < 0:
+            return None
+        c = self.cross
+        return int(c.sets[pick]), int(c.frames[pick]), float(c.headings[pick])
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
         position, epoch = (key, 0) if isinstance(key, (int, np.integer)) else key
         set_index, frame = self.rows[position]
         cam, lid = self.sets[set_index].pair(int(frame))
+        partner = self.partner(int(position), int(epoch))
+        if partner is not None:
+            other, other_frame, heading = partner
+            lid = self.sets[other].lidar(other_frame, heading)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, _SALT_AUGMENT, int(epoch), int(position)])
             if self.augment.color_jitter > 0:
@@ -84,8 +114,8 @@ class PairDataset(Dataset):
             cam = coarse_dropout(cam, rng, self.augment)
             lid = coarse_dropout(lid, rng, self.augment)
         return {
-            "camera": torch.from_numpy(to_input(cam, self.mean, self.std)),
-            "lidar": torch.from_numpy(to_input(lid, self.mean, self.std)),
+            "camera": torch.from_numpy(picture_input(cam, self.mean, self.std)),
+            "lidar": torch.from_numpy(picture_input(lid, self.mean, self.std)),
             "position": int(position),
         }
 
@@ -101,6 +131,11 @@ class EpochSampler(Sampler):
     With ``groups`` (one label per item, e.g. its source) and ``per_batch`` > 0, each batch
     holds ``batch_size / per_batch`` items from each of ``per_batch`` groups, so that its
     negatives come from the same drive (hard negatives) instead of from other drives.
+    ``places`` (one label per item, constant within a group) says which groups are drives
+    of one place: a batch never takes chunks of two of them, whose items would be the same
+    spots seen twice, i.e. false negatives of the contrastive loss. Random batches are left
+    as drawn: there two items of one spot are rare (the demo recipe, two drives per town:
+    one pair within 5 m in about 6% of its batches of 32).
     """
 
     def __init__(
@@ -115,6 +150,7 @@ class EpochSampler(Sampler):
         drop_last: bool = True,
         groups: np.ndarray | None = None,
         per_batch: int = 0,
+        places: np.ndarray | None = None,
     ) -> None:
         if size < 1:
             raise ConfigError("a sampler over an empty dataset")
@@ -127,6 +163,9 @@ class EpochSampler(Sampler):
                 )
             if not (shuffle and drop_last):
                 raise ConfigError("grouped batches are for shuffled training epochs")
+        self.place_of: dict[int, int] = {}
+        if per_batch > 0 and places is not None:
+            self.place_of = _place_of_groups(np.asarray(groups), np.asarray(places))
         self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
         self.seed, self.rank, self.world, self.drop_last = seed, rank, world, drop_last
         self.groups = None if groups is None else np.asarray(groups)
@@ -153,15 +192,24 @@ class EpochSampler(Sampler):
     def _grouped_order(self, gen: np.random.Generator) -> np.ndarray:
         """Batches of ``per_batch`` groups x ``batch_size / per_batch`` items, in a random
         order; leftovers of groups too small to contribute are dropped this epoch."""
+        groups = self.groups
+        assert groups is not None  # per_batch > 0 needs them (checked in __init__)
         take = self.batch_size // self.per_batch
-        pools = [gen.permutation(np.flatnonzero(self.groups == g)) for g in np.unique(self.groups)]
+        pools = [gen.permutation(np.flatnonzero(groups == g)) for g in np.unique(groups)]
         chunks = [
             pool[i : i + take] for pool in pools for i in range(0, len(pool) - take + 1, take)
         ]
         owner = [g for g, pool in enumerate(pools) for _ in range(len(pool) // take)]
+        # chunks are pooled by place (by group when no places are given): one per batch
+        place = [self.place_of.get(int(g), int(g)) for g in np.unique(groups)]
         by_group: dict[int, list[np.ndarray]] = {}
+        sources: dict[int, set[int]] = {}
         for g, chunk in zip(owner, chunks, strict=True):
-            by_group.setdefault(g, []).append(chunk)
+            by_group.setdefault(place[g], []).append(chunk)
+            sources.setdefault(place[g], set()).add(g)
+        for key, pooled in by_group.items():
+            if len(sources[key]) > 1:  # mix the drives of one place
+                by_group[key] = [pooled[i] for i in gen.permutation(len(pooled))]
         batches = []
         while len(by_group) >= self.per_batch:
             # the groups with the most chunks left go first (random among equals), so that
@@ -202,3 +250,14 @@ class EpochSampler(Sampler):
         order = order[:need]
         for position in order[self.rank :: self.world]:
             yield int(position), self.epoch
+
+
+def _place_of_groups(groups: np.ndarray, places: np.ndarray) -> dict[int, int]:
+    """The place label of each group label; a group spread over two places is an error."""
+    if len(places) != len(groups):
+        raise ConfigError("grouped batches need one place label per item")
+    out: dict[int, int] = {}
+    for g, place in zip(groups.tolist(), places.tolist(), strict=True):
+        if out.setdefault(int(g), int(place)) != int(place):
+            raise ConfigError(f"the items of group {g} lie in two places")
+    return out

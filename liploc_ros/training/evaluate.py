@@ -30,6 +30,7 @@ from liploc_ros.errors import ConfigError
 from liploc_ros.io_utils import atomic_open, write_text_atomic
 from liploc_ros.localization.frame_check import check_ground_truth_frame
 from liploc_ros.preprocess.config import PreprocessConfig
+from liploc_ros.preprocess.tensors import picture_input
 from liploc_ros.training.metrics import (
     Retrieval,
     chance_curve,
@@ -39,7 +40,7 @@ from liploc_ros.training.metrics import (
     recall_curve,
     retrieve,
 )
-from liploc_ros.training.pictures import PictureSet, to_input
+from liploc_ros.training.pictures import PictureSet
 
 DEFAULT_KS = (1, 5, 10)
 #: thresholds of the recall curve, metres
@@ -51,9 +52,17 @@ Encode = Callable[[torch.Tensor], np.ndarray]
 class _Inputs(Dataset):
     """Normalised inputs of one modality for the given frames (for loader workers)."""
 
-    def __init__(self, pictures: PictureSet, frames: np.ndarray, modality: str, pre) -> None:
+    def __init__(
+        self,
+        pictures: PictureSet,
+        frames: np.ndarray,
+        modality: str,
+        pre: PreprocessConfig,
+        heading: float = 0.0,
+    ) -> None:
         self.pictures, self.frames, self.modality = pictures, frames, modality
         self.mean, self.std = pre.camera.mean, pre.camera.std
+        self.heading = heading
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -63,9 +72,9 @@ class _Inputs(Dataset):
         pic = (
             self.pictures.camera(frame)
             if self.modality == "camera"
-            else self.pictures.lidar(frame)
+            else self.pictures.lidar(frame, self.heading)
         )
-        return torch.from_numpy(to_input(pic, self.mean, self.std))
+        return torch.from_numpy(picture_input(pic, self.mean, self.std))
 
 
 def embed_frames(
@@ -78,10 +87,12 @@ def embed_frames(
     batch_size: int = 32,
     workers: int = 0,
     progress: bool = False,
+    heading: float = 0.0,
 ) -> np.ndarray:
-    """(len(frames), D) float32 embeddings of one modality of ``pictures``' frames."""
+    """(len(frames), D) float32 embeddings of one modality of ``pictures``' frames (LiDAR
+    crops centred at ``heading`` degrees)."""
     loader = DataLoader(
-        _Inputs(pictures, np.asarray(frames), modality, pre),
+        _Inputs(pictures, np.asarray(frames), modality, pre, heading),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
@@ -92,7 +103,8 @@ def embed_frames(
         encode(batch)
         for batch in tqdm(
             loader,
-            desc=f"embedding {pictures.name} ({modality})",
+            desc=f"embedding {pictures.name} ({modality}"
+            + (f", crop at {heading:g} deg)" if heading else ")"),
             unit="batch",
             disable=not progress,
         )
@@ -114,7 +126,8 @@ class EvalResult:
     ks: tuple[int, ...]
     recalls: dict[int, float]
     chance: float
-    #: source frame indices of the database rows and of the queries
+    #: source frame indices of the database rows (one per keyframe and crop heading,
+    #: keyframe by keyframe) and of the queries
     db_frames: np.ndarray
     query_frames: np.ndarray
     db_xy: np.ndarray
@@ -130,6 +143,9 @@ class EvalResult:
     curve_chance: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: across traversals: is the query ground truth near the map (GroundTruthFrameCheck)
     ground_truth_frame: dict[str, Any] | None = None
+    #: the crop heading (degrees) of each database row; the map's headings
+    db_heading_deg: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    headings: tuple[float, ...] = (0.0,)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able summary."""
@@ -142,6 +158,8 @@ class EvalResult:
             "threshold_m": self.threshold_m,
             "num_queries": len(self.query_frames),
             "num_database": len(self.db_frames),
+            "num_keyframes": len(np.unique(self.db_frames)),
+            "headings_deg": list(self.headings),
             **{f"recall@{k}": self.recalls[k] for k in self.ks},
             "chance@1": self.chance,
             "median_top1_error_m": float(np.median(self.retrieval.top1_error)),
@@ -156,7 +174,7 @@ class EvalResult:
         }[self.distance]
         recalls = ", ".join(f"R@{k} {self.recalls[k]:.3f}" for k in self.ks)
         lines = [
-            f"protocol: {self.protocol}; map {self.map_name} ({len(self.db_frames)} scans), "
+            f"protocol: {self.protocol}; map {self.map_name} ({self._map_size()}), "
             f"queries {self.query_name} ({len(self.query_frames)} images)",
             f"distance: {distance}; threshold {self.threshold_m:g} m",
             f"{recalls}; chance (random pick) {self.chance:.3f}; median top-1 error "
@@ -165,6 +183,13 @@ class EvalResult:
         if self.ground_truth_frame:
             lines.append(self.ground_truth_frame["message"])
         return "\n".join(lines)
+
+    def _map_size(self) -> str:
+        scans = len(np.unique(self.db_frames))
+        if self.headings == (0.0,):
+            return f"{scans} scans"
+        crops = ", ".join(f"{h:g}" for h in self.headings)
+        return f"{scans} scans x crops at {crops} deg = {len(self.db_frames)} entries"
 
 
 def _posed_frames(xy: np.ndarray) -> np.ndarray:
@@ -192,17 +217,20 @@ def evaluate_pictures(
     workers: int = 0,
     progress: bool = False,
     frames: np.ndarray | None = None,
+    headings: Sequence[float] = (0.0,),
 ) -> EvalResult:
     """Recall@K of queries from ``query_set`` (None: ``map_set`` itself) against the LiDAR
     database of ``map_set``. ``frames`` restricts the same-sequence protocol to some frames
-    (the training loop's validation split)."""
+    (the training loop's validation split). ``headings``: the database holds one entry per
+    scan and crop heading (``map_set`` must hold those crops), and Recall@K counts K
+    distinct scans, so that two crops of one place take one of the K places."""
     if threshold_m <= 0:
         raise ConfigError(f"threshold must be positive, got {threshold_m}")
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
         raise ConfigError(f"K values must be positive, got {ks}")
     same = query_set is None
-    query_set = map_set if same else query_set
+    query_set = map_set if query_set is None else query_set
     db_all = positions(map_set.poses, map_set.file_poses, distance, map_set.name)
     q_all = positions(query_set.poses, query_set.file_poses, distance, query_set.name)
     db_frames = _posed_frames(db_all)
@@ -216,12 +244,22 @@ def evaluate_pictures(
             f"no posed frames to evaluate ({map_set.name}: {len(db_frames)} in the database, "
             f"{query_set.name}: {len(q_frames)} queries)"
         )
-    opts = {"batch_size": batch_size, "workers": workers, "progress": progress}
-    lidar = embed_frames(encode_lidar, map_set, db_frames, "lidar", pre, **opts)
+    opts: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": progress}
+    headings = tuple(float(h) for h in headings) or (0.0,)
+    crops = [
+        embed_frames(encode_lidar, map_set, db_frames, "lidar", pre, heading=h, **opts)
+        for h in headings
+    ]
+    lidar = np.stack(crops, axis=1).reshape(len(db_frames) * len(headings), -1)
+    db_frames = np.repeat(db_frames, len(headings))
+    db_heading = np.tile(np.asarray(headings, np.float32), len(db_frames) // len(headings))
     camera = embed_frames(encode_camera, query_set, q_frames, "camera", pre, **opts)
     db_xy, q_xy = db_all[db_frames], q_all[q_frames]
     frame_check = None if same else check_ground_truth_frame(q_xy, db_xy, threshold_m)
-    retrieval = retrieve(camera, lidar, q_xy, db_xy, k=max(ks), threshold_m=threshold_m)
+    retrieval = retrieve(
+        camera, lidar, q_xy, db_xy, k=max(ks), threshold_m=threshold_m,
+        groups=db_frames if len(headings) > 1 else None,
+    )  # fmt: skip
     return EvalResult(
         protocol="same sequence" if same else "across traversals",
         map_name=map_set.name,
@@ -243,6 +281,8 @@ def evaluate_pictures(
         curve_recall=recall_curve(retrieval.top1_error, CURVE_THRESHOLDS),
         curve_chance=chance_curve(q_xy, db_xy, CURVE_THRESHOLDS),
         ground_truth_frame=frame_check.as_dict() if frame_check is not None else None,
+        db_heading_deg=db_heading,
+        headings=headings,
     )
 
 
@@ -259,6 +299,7 @@ def save_eval_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, Path
         "lidar": result.lidar,
         "query_frame": result.query_frames,
         "db_frame": result.db_frames,
+        "db_heading_deg": result.db_heading_deg,
         "query_xy": result.query_xy,
         "db_xy": result.db_xy,
         "topk_index": r.indices,

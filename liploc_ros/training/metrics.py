@@ -91,7 +91,7 @@ class Retrieval:
 
     def success_at(self, k: int) -> np.ndarray:
         """(Q,) whether one of the first ``k`` entries is within the threshold."""
-        return (self.distances[:, :k] < self.threshold_m).any(axis=1)
+        return np.any(self.distances[:, :k] < self.threshold_m, axis=1)
 
     def recall_at(self, k: int) -> float:
         return float(self.success_at(k).mean()) if len(self.indices) else float("nan")
@@ -105,13 +105,39 @@ def retrieve(
     *,
     k: int,
     threshold_m: float,
+    groups: np.ndarray | None = None,
 ) -> Retrieval:
-    """Top-``k`` retrieval of every query and the distances of what it found."""
-    indices, scores = top_k(query_emb, db_emb, k)
+    """Top-``k`` retrieval of every query and the distances of what it found.
+
+    ``groups`` (one id per database row, e.g. the scan of each crop heading): the top ``k``
+    distinct groups, each by its best row, so that a place's other crops do not crowd the
+    others out of the top ``k``.
+    """
+    if groups is None:
+        indices, scores = top_k(query_emb, db_emb, k)
+    else:
+        indices, scores = _top_k_groups(query_emb, db_emb, np.asarray(groups), k)
     q = np.asarray(query_xy, np.float64)
     d = np.asarray(db_xy, np.float64)[indices]
     distances = np.sqrt(((d - q[:, None, :]) ** 2).sum(axis=-1))
     return Retrieval(indices, scores, distances, float(threshold_m))
+
+
+def _top_k_groups(
+    queries: np.ndarray, database: np.ndarray, groups: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if len(groups) != len(database):
+        raise ConfigError(f"retrieve: {len(groups)} group ids for {len(database)} rows")
+    per_group = int(np.unique(groups, return_counts=True)[1].max())
+    k = min(int(k), len(np.unique(groups)))
+    indices, scores = top_k(queries, database, k * per_group)
+    out_i = np.empty((len(indices), k), np.int64)
+    out_s = np.empty((len(indices), k), scores.dtype)
+    for q, (row, sc) in enumerate(zip(indices, scores, strict=True)):
+        _, first = np.unique(groups[row], return_index=True)
+        keep = np.sort(first)[:k]
+        out_i[q], out_s[q] = row[keep], sc[keep]
+    return out_i, out_s
 
 
 def chance_level(query_xy: np.ndarray, db_xy: np.ndarray, threshold_m: float) -> float:
@@ -120,14 +146,17 @@ def chance_level(query_xy: np.ndarray, db_xy: np.ndarray, threshold_m: float) ->
     return float(chance_curve(query_xy, db_xy, [threshold_m])[0])
 
 
-def recall_curve(top1_error: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+def recall_curve(top1_error: np.ndarray, thresholds: np.ndarray | Sequence[float]) -> np.ndarray:
     """Recall@1 at each threshold (a query succeeds when its top-1 error is below it)."""
     err = np.asarray(top1_error, np.float64)
     return np.array([float((err < t).mean()) for t in thresholds])
 
 
 def chance_curve(
-    query_xy: np.ndarray, db_xy: np.ndarray, thresholds: Sequence[float], chunk: int = 1024
+    query_xy: np.ndarray,
+    db_xy: np.ndarray,
+    thresholds: np.ndarray | Sequence[float],
+    chunk: int = 1024,
 ) -> np.ndarray:
     """Chance level at each threshold (queries in chunks: a KITTI sequence's full distance
     matrix would take a few hundred MB)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 from liploc_ros.errors import CheckpointError
 from liploc_ros.training.config import OptimSection
@@ -47,25 +48,26 @@ class LrSchedule:
         self, optimizer: torch.optim.Optimizer, optim: OptimSection, *, epochs: int, steps: int
     ) -> None:
         self.name = optim.scheduler
+        self.torch: LambdaLR | ReduceLROnPlateau
         if self.name == "cosine":
             total = epochs * steps
             warmup = min(round(optim.warmup_epochs * steps), total)
             factor = _CosineFactor(total, warmup, optim.min_lr_ratio)
-            self.torch = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            self.torch = LambdaLR(optimizer, factor)
         else:
-            self.torch = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.torch = ReduceLROnPlateau(
                 optimizer, mode="min", factor=optim.plateau_factor,
                 patience=optim.plateau_patience,
             )  # fmt: skip
 
     def after_step(self) -> None:
         """Call after every optimiser step."""
-        if self.name == "cosine":
+        if isinstance(self.torch, LambdaLR):  # the "cosine" rule
             self.torch.step()
 
     def after_epoch(self, monitored: float) -> None:
         """Call after every epoch with the loss the plateau rule watches."""
-        if self.name == "plateau":
+        if isinstance(self.torch, ReduceLROnPlateau):  # the "plateau" rule
             self.torch.step(monitored)
 
     def state_dict(self) -> dict[str, Any]:
@@ -81,6 +83,6 @@ class LrSchedule:
                 f"the saved run used the {rule} learning-rate rule, this config asks for "
                 f"{self.name} (optim.scheduler)"
             )
-        if self.name == "cosine":
+        if isinstance(self.torch, LambdaLR):  # the "cosine" rule
             state = {**state, "lr_lambdas": [None] * len(self.torch.lr_lambdas)}
         self.torch.load_state_dict(state)

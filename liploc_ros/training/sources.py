@@ -3,39 +3,50 @@
 A thin layer over :func:`liploc_ros.datasets.registry.open_source` (``kitti:ROOT:SEQ``,
 ``kitti360:ROOT:DRIVE``, ``bag:PATH``, ``synthetic:SEED:TRAVERSAL:FRAMES``) that first
 replaces ``${VAR}`` from the environment, so that shipped configs can say
-``kitti:${KITTI_ROOT}:08``; and that lets synthetic towns skip rendering the LiDAR rays the
-range image never shows.
+``kitti:${KITTI_ROOT}:08``; that lets synthetic towns skip rendering the LiDAR rays the
+range image never shows; and :class:`StridedSource`, every n-th frame of a source.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-from liploc_ros.datasets.base import FrameSource
+import numpy as np
+
+from liploc_ros.datasets.base import Frame, FrameSource, IndexedSource
 from liploc_ros.datasets.registry import open_source as _registry_open
 from liploc_ros.datasets.registry import parse_spec
 from liploc_ros.datasets.synthetic.lidar import ScanWindow
+from liploc_ros.errors import DatasetError
 from liploc_ros.preprocess.config import PreprocessConfig, RangeImageConfig
 from liploc_ros.training.config import expand_spec
 
 
-def open_source(spec: str, pre: PreprocessConfig | None = None) -> FrameSource:
+def open_source(
+    spec: str, pre: PreprocessConfig | None = None, headings: Sequence[float] = (0.0,)
+) -> FrameSource:
     """The frame source a spec names (``${VAR}`` expanded from the environment).
 
     With ``pre``, a synthetic source casts only the LiDAR rays that can land in ``pre``'s
-    range image (a sixth of them with the authors' crop): the pictures are the same, and
-    rendering is twice as fast. Its scans then hold only those points.
+    range image cropped at ``headings`` (degrees; a sixth of the rays with the authors'
+    forward crop alone): the pictures are the same, and rendering is twice as fast. Its
+    scans then hold only those points.
     """
     spec = expand_spec(spec.strip())
     if pre is not None and parse_spec(spec)[0] == "synthetic":
-        return _registry_open(spec, lidar_window=scan_window(pre.lidar))
+        return _registry_open(spec, lidar_window=scan_window(pre.lidar, headings))
     return _registry_open(spec)
 
 
-def scan_window(cfg: RangeImageConfig) -> ScanWindow:
+def scan_window(cfg: RangeImageConfig, headings: Sequence[float] = (0.0,)) -> ScanWindow:
     """The directions and ranges whose returns can land in ``cfg``'s (cropped) range image,
     from its projection: column ``floor((1 - azimuth / pi) / 2 * width)``, row
-    ``floor((1 - (pitch + |fov_down|) / fov) * height)``, both clipped to the image."""
+    ``floor((1 - (pitch + |fov_down|) / fov) * height)``, both clipped to the image; with
+    several ``headings`` (crop centres, degrees counter-clockwise), the union of the crops
+    turned by each (:func:`liploc_ros.preprocess.range_image.project_range`)."""
+    if not headings:
+        raise DatasetError("a scan window needs at least one crop heading")
     (r0, r1), (c0, c1) = cfg.crop_rows, cfg.crop_cols
     up, down = math.radians(cfg.fov_up_deg), math.radians(cfg.fov_down_deg)
     fov = abs(up) + abs(down)
@@ -45,10 +56,62 @@ def scan_window(cfg: RangeImageConfig) -> ScanWindow:
     max_range = cfg.max_range
     if cfg.distance_threshold is not None:
         max_range = min(max_range, cfg.distance_threshold)
+    centre = (1 - (c0 + c1) / cfg.width) * math.pi
+    centres = [centre + math.radians(h) for h in headings]
     return ScanWindow(
-        azimuth_centre=(1 - (c0 + c1) / cfg.width) * math.pi,
+        azimuth_centre=centres[0],
         azimuth_half_width=(c1 - c0) / cfg.width * math.pi,
         min_elevation=bottom,
         max_elevation=top,
         max_range=max_range,
+        extra_centres=tuple(centres[1:]),
     )
+
+
+def source_file_poses(source: FrameSource) -> np.ndarray | None:
+    """The poses as the source's pose file holds them, where the authors' evaluation reads
+    its distances from (KITTI: camera 0 in the first camera frame; KITTI-360: poses.txt
+    rows); None for sources without such a file."""
+    for name in ("file_poses", "camera_poses", "imu_poses"):
+        poses = getattr(source, name, None)
+        if poses is not None:
+            return np.asarray(poses, dtype=np.float64)
+    return None
+
+
+class StridedSource(IndexedSource):
+    """Every ``step``-th frame of an indexed source, renumbered from 0 (fewer, more distinct
+    frames: neighbouring frames of a 10 Hz drive are nearly the same picture)."""
+
+    def __init__(self, source: IndexedSource, step: int) -> None:
+        if step < 1:
+            raise DatasetError(f"frame step must be >= 1, got {step}")
+        self.source, self.step = source, step
+        self.name = f"{source.name}/every{step}"
+        self.calibration = source.calibration
+        self._index = np.arange(0, len(source), step)
+        file_poses = source_file_poses(source)
+        self.file_poses = None if file_poses is None else file_poses[self._index]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def frame(self, index: int, *, image: bool = True, points: bool = True) -> Frame:
+        original = self.source.frame(int(self._index[index]), image=image, points=points)
+        return Frame(
+            index=index,
+            stamp=original.stamp,
+            image=original.image,
+            points=original.points,
+            pose=original.pose,
+            meta={**original.meta, "source_index": original.index},
+        )
+
+    @property
+    def stamps(self) -> np.ndarray:
+        return np.asarray(self.source.stamps)[self._index]
+
+    @property
+    def poses(self) -> np.ndarray | None:
+        poses = self.source.poses
+        return None if poses is None else np.asarray(poses)[self._index]

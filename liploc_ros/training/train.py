@@ -22,47 +22,48 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from liploc_ros.config import to_dict
-from liploc_ros.datasets.base import FrameSource, IndexedSource
-from liploc_ros.device import resolve_device, resolve_precision
-from liploc_ros.errors import CheckpointError, ConfigError, DeviceError
+from liploc_ros.device import resolve_device
+from liploc_ros.errors import CheckpointError, ConfigError
 from liploc_ros.io_utils import write_text_atomic
-from liploc_ros.model import LipLocModel, create_model, make_loss, save_model
-from liploc_ros.preprocess.config import PreprocessConfig
+from liploc_ros.model import make_loss, save_model
 from liploc_ros.training import distributed as ddp
-from liploc_ros.training.checkpoint import (
+from liploc_ros.training.config import TrainConfig, config_to_yaml
+from liploc_ros.training.evaluate import Encode, evaluate_pictures
+from liploc_ros.training.plots import save_training_curves
+from liploc_ros.training.run_data import build_run_data
+from liploc_ros.training.schedule import LrSchedule
+from liploc_ros.training.steps import (
+    AUTOCAST_DTYPES,
+    build_model,
+    global_batch_loss,
+    param_groups,
+    train_step,
+    training_precision,
+)
+from liploc_ros.training.training_state import (
     TrainingState,
     load_training_state,
     save_training_state,
 )
-from liploc_ros.training.config import TrainConfig, config_to_yaml
-from liploc_ros.training.data import EpochSampler, PairDataset, random_split
-from liploc_ros.training.evaluate import evaluate_pictures
-from liploc_ros.training.pictures import (
-    LazyPictures,
-    PictureSet,
-    StridedSource,
-    cache_many,
-)
-from liploc_ros.training.plots import save_training_curves
-from liploc_ros.training.schedule import LrSchedule
-from liploc_ros.training.sources import open_source
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger(__name__)
 
 BEST_MODEL = "best.safetensors"
 LAST_STATE = "last.ckpt.safetensors"
-_AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -77,169 +78,7 @@ class TrainResult:
     seconds: float = 0.0
 
 
-# -- building blocks ----------------------------------------------------------------------
-
-
-def training_precision(device: torch.device, precision: str) -> str:
-    """``auto``: bf16 on GPUs that support it, else fp16 (with a gradient scaler); fp32 on
-    the CPU, even one with bf16 units: whether bf16 autocast training keeps the demo model's
-    recall is not measured yet (inference does use bf16 there). ``bf16`` on the CPU is
-    autocast, warned about where the CPU has no bf16 units (emulated, slower than fp32)."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
-    if precision == "fp16" and device.type != "cuda":
-        raise DeviceError("fp16 training needs a CUDA device; use fp32 or bf16 on the CPU")
-    if precision == "bf16" and device.type == "cpu":
-        resolve_precision(device, precision)  # the warning on a CPU without bf16 units
-    return precision
-
-
-def build_model(config: TrainConfig, pre: PreprocessConfig, *, resuming: bool) -> LipLocModel:
-    """The model to train; ImageNet weights as ``model.pretrained`` says (never when
-    resuming: the checkpoint has the weights)."""
-    model_config = config.model.model_config()
-    wanted = config.model.pretrained
-    if resuming or wanted is False:
-        return create_model(model_config, pre, pretrained=False)
-    try:
-        return create_model(model_config, pre, pretrained=True)
-    except CheckpointError as err:
-        if wanted is True:
-            raise CheckpointError(
-                f"{err} (set model.pretrained: if_available to fall back to random "
-                "initialisation, or false)"
-            ) from err
-        log.warning("ImageNet weights unavailable, training from random initialisation: %s", err)
-        return create_model(model_config, pre, pretrained=False)
-
-
-def param_groups(model: LipLocModel, loss: nn.Module, config: TrainConfig) -> list[dict]:
-    """The authors' AdamW groups: camera encoder, LiDAR encoder, both heads (with weight
-    decay), plus the loss's learnable temperature if any."""
-    o = config.optim
-    groups = [
-        {"name": "camera_encoder", "params": list(model.encoder_camera.parameters()),
-         "lr": o.lr_camera, "weight_decay": o.weight_decay},
-        {"name": "lidar_encoder", "params": list(model.encoder_lidar.parameters()),
-         "lr": o.lr_lidar, "weight_decay": o.weight_decay},
-        {"name": "heads", "params": [*model.projection_camera.parameters(),
-                                     *model.projection_lidar.parameters()],
-         "lr": o.lr_head, "weight_decay": o.weight_decay_head},
-    ]  # fmt: skip
-    loss_params = [p for p in loss.parameters() if p.requires_grad]
-    if loss_params:
-        groups.append(
-            {"name": "temperature", "params": loss_params, "lr": o.lr_head, "weight_decay": 0.0}
-        )
-    covered = {id(p) for g in groups for p in g["params"]}
-    missing = [n for n, p in model.named_parameters() if id(p) not in covered]
-    if missing:
-        raise ConfigError(f"parameters outside every optimizer group: {missing[:5]}")
-    return groups
-
-
-def open_picture_sets(
-    specs: list[str],
-    pre: PreprocessConfig,
-    config: TrainConfig,
-    info: ddp.DistInfo,
-    cache_root: Path,
-    *,
-    frame_step: int = 1,
-) -> list[PictureSet]:
-    """One picture set per spec: cached (built by the first process of each machine while the
-    others wait) or rendered lazily; ``frame_step`` keeps every n-th frame of indexed
-    sources."""
-    sources: list[FrameSource] = []
-    for spec in specs:
-        source = open_source(spec, pre)
-        if frame_step > 1 and isinstance(source, IndexedSource):
-            # (the cache key covers the stride: it hashes the frames' stamps)
-            source = StridedSource(source, frame_step)
-        sources.append(source)
-    use_cache = [config.data.cache or not isinstance(s, IndexedSource) for s in sources]
-    to_cache = [(spec, s) for spec, s, c in zip(specs, sources, use_cache, strict=True) if c]
-    written: list[PictureSet] = []
-    if to_cache:
-        if info.local_rank != 0:
-            ddp.barrier(info)
-        written = list(cache_many(
-            to_cache, pre, cache_root, workers=config.data.num_workers,
-            progress=config.progress and info.local_rank == 0,
-        ))  # fmt: skip
-        if info.local_rank == 0:
-            ddp.barrier(info)
-    cached = iter(written)
-    return [
-        next(cached) if c else LazyPictures(s, pre)
-        for s, c in zip(sources, use_cache, strict=True)
-    ]
-
-
-def _loader(
-    dataset: PairDataset,
-    sampler: EpochSampler,
-    batch_size: int,
-    config: TrainConfig,
-    device: torch.device,
-    *,
-    drop_last: bool,
-) -> DataLoader:
-    workers = config.data.num_workers
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=drop_last,
-        num_workers=workers,
-        persistent_workers=workers > 0 and config.data.persistent_workers,
-        pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(config.train.seed),
-    )
-
-
-def global_batch_loss(
-    loss_fn: nn.Module, lidar_emb: torch.Tensor, camera_emb: torch.Tensor, info: ddp.DistInfo
-) -> torch.Tensor:
-    """The contrastive loss over every process's batch (the single-process value of the
-    global batch; gradient flows into this process's slice)."""
-    return loss_fn(ddp.gather_with_grad(lidar_emb, info), ddp.gather_with_grad(camera_emb, info))
-
-
-def train_step(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    camera: torch.Tensor,
-    lidar: torch.Tensor,
-    info: ddp.DistInfo,
-    *,
-    device: torch.device,
-    precision: str,
-    grad_clip: float | None = None,
-) -> float:
-    """One optimisation step on a (local) batch; returns the global-batch loss."""
-    with torch.autocast(
-        device_type=device.type, dtype=_AUTOCAST.get(precision), enabled=precision in _AUTOCAST
-    ):
-        camera_emb, lidar_emb = model(camera, lidar)
-    loss = global_batch_loss(loss_fn, lidar_emb, camera_emb, info)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss * ddp.backward_scale(info)).backward()
-    ddp.unscale_shared_grads([p for p in loss_fn.parameters() if p.requires_grad], info)
-    if grad_clip is not None:
-        scaler.unscale_(optimizer)
-        params = [p for g in optimizer.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-    return float(loss.detach())
-
-
-def _tensorboard(output_dir: Path, enabled: bool):
+def _tensorboard(output_dir: Path, enabled: bool) -> SummaryWriter | None:
     if not enabled:
         return None
     try:
@@ -275,53 +114,10 @@ class _Trainer:
 
     # data
     def build_data(self) -> None:
-        c = self.config
-        if not c.data.train:
-            raise ConfigError("data.train is empty: name at least one training source")
-        cache_root = Path(c.data.cache_dir) if c.data.cache_dir else self.out / "cache"
-        self.sets = open_picture_sets(
-            list(c.data.train), self.pre, c, self.info, cache_root, frame_step=c.data.frame_step
-        )
-        split = random_split([len(s) for s in self.sets], c.data.val_fraction, c.data.split_seed)
-        self.split = split
-        global_batch = c.train.batch_size * self.info.world
-        if len(split.train) < global_batch:
-            raise ConfigError(
-                f"{len(split.train)} training pairs cannot fill one batch of {c.train.batch_size}"
-                f" x {self.info.world} process(es)"
-            )
-        seed = c.train.seed
-        self.train_set = PairDataset(
-            self.sets, split.train, self.pre, augment=c.data.augment, seed=seed
-        )
-        self.train_sampler = EpochSampler(
-            len(self.train_set), batch_size=c.train.batch_size, shuffle=True, seed=seed,
-            rank=self.info.rank, world=self.info.world, drop_last=True,
-            groups=split.train[:, 0], per_batch=c.data.sources_per_batch,
-        )  # fmt: skip
-        self.train_loader = _loader(
-            self.train_set, self.train_sampler, c.train.batch_size, c, self.device, drop_last=True
-        )
-        self.val_loader = None
-        if len(split.val) >= 2:
-            self.val_set = PairDataset(self.sets, split.val, self.pre)
-            sampler = EpochSampler(
-                len(self.val_set), batch_size=c.train.batch_size, shuffle=False,
-                rank=self.info.rank, world=self.info.world, drop_last=False,
-            )  # fmt: skip
-            self.val_loader = _loader(
-                self.val_set, sampler, c.train.batch_size, c, self.device, drop_last=False
-            )
-        # (all evaluation drives in one call: one rendering pool for them all)
-        specs = [spec for e in c.data.eval for spec in (e.map, e.queries) if spec is not None]
-        opened = iter(open_picture_sets(specs, self.pre, c, self.info, cache_root))
-        self.eval_sets: list[tuple[PictureSet, PictureSet | None]] = [
-            (next(opened), next(opened) if e.queries is not None else None) for e in c.data.eval
-        ]
-        log.info(
-            "data: %d sources, %d training and %d validation pairs, %d evaluation set(s)",
-            len(self.sets), len(split.train), len(split.val), len(self.eval_sets),
-        )  # fmt: skip
+        data = build_run_data(self.config, self.pre, self.info, self.device, self.out)
+        self.sets, self.split, self.eval_sets = data.sets, data.split, data.eval_sets
+        self.train_set, self.train_sampler = data.train_set, data.train_sampler
+        self.train_loader, self.val_loader = data.train_loader, data.val_loader
 
     # model
     def build_model(self) -> None:
@@ -399,8 +195,8 @@ class _Trainer:
             camera = batch["camera"].to(self.device, non_blocking=True, memory_format=self.layout)
             lidar = batch["lidar"].to(self.device, non_blocking=True, memory_format=self.layout)
             with torch.autocast(
-                device_type=self.device.type, dtype=_AUTOCAST.get(self.precision),
-                enabled=self.precision in _AUTOCAST,
+                device_type=self.device.type, dtype=AUTOCAST_DTYPES.get(self.precision),
+                enabled=self.precision in AUTOCAST_DTYPES,
             ):  # fmt: skip
                 camera_emb, lidar_emb = self.net(camera, lidar)
             loss = global_batch_loss(self.loss_fn, lidar_emb, camera_emb, self.info)
@@ -409,14 +205,14 @@ class _Trainer:
             weight += n
         return total / max(weight, 1)
 
-    def _encoders(self):
+    def _encoders(self) -> tuple[Encode, Encode]:
         device, precision, layout = self.device, self.precision, self.layout
 
-        def wrap(fn):
+        def wrap(fn: Callable[[torch.Tensor], torch.Tensor]) -> Encode:
             def encode(batch: torch.Tensor) -> np.ndarray:
                 with torch.inference_mode(), torch.autocast(
-                    device_type=device.type, dtype=_AUTOCAST.get(precision),
-                    enabled=precision in _AUTOCAST,
+                    device_type=device.type, dtype=AUTOCAST_DTYPES.get(precision),
+                    enabled=precision in AUTOCAST_DTYPES,
                 ):  # fmt: skip
                     return fn(batch.to(device, memory_format=layout)).float().cpu().numpy()
 
@@ -430,7 +226,7 @@ class _Trainer:
         c = self.config
         self.model.eval()
         enc_cam, enc_lid = self._encoders()
-        opts = {
+        opts: dict[str, Any] = {
             "distance": c.eval.distance, "threshold_m": c.eval.threshold_m, "ks": (1,),
             "batch_size": c.train.batch_size, "workers": 0,
         }  # fmt: skip

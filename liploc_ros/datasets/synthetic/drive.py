@@ -42,6 +42,9 @@ class SyntheticDrive(IndexedSource):
     """``frames`` frames of one traversal of ``town`` seen by ``rig``; with ``lidar_window``,
     scans hold only the points of that window (the full scan's points there, no others)."""
 
+    #: always known: the rig is synthetic
+    calibration: Calibration
+
     def __init__(
         self,
         town: Town,

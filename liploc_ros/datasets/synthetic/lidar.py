@@ -5,7 +5,8 @@ intensity from the shared material (reflectivity scaled by the angle of incidenc
 dropouts (more on glass, which a real LiDAR mostly sees through) and none from the sky.
 
 A :class:`ScanWindow` restricts the rays cast to the part of the scan a consumer will look
-at (training only sees the forward, upper crop of the range image: a sixth of the rays).
+at (training only sees the forward, upper crop of the range image: a sixth of the rays; or
+that crop at a few headings, e.g. forward and rear).
 The random draws are made per ray of the whole scan, so a windowed scan's points are
 exactly the full scan's points whose rays lie in the window, in the same order.
 """
@@ -43,6 +44,8 @@ class ScanWindow:
 
     Angles are in radians in the LiDAR frame (x forward, y left, z up): ``azimuth`` is
     (centre, half width), elevations are bounds; ``max_range`` bounds the range in metres.
+    ``extra_centres`` adds arcs of the same half width around further azimuths (a range
+    image cropped at several headings); the rays of their union are cast.
     """
 
     azimuth_centre: float = 0.0
@@ -50,12 +53,15 @@ class ScanWindow:
     min_elevation: float = -math.pi / 2
     max_elevation: float = math.pi / 2
     max_range: float = math.inf
+    extra_centres: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.azimuth_half_width <= math.pi:
             raise ConfigError(
                 f"scan window half width must be in (0, pi], got {self.azimuth_half_width}"
             )
+        if not all(math.isfinite(c) for c in (self.azimuth_centre, *self.extra_centres)):
+            raise ConfigError("scan window azimuth centres must be finite")
         if not self.min_elevation < self.max_elevation:
             raise ConfigError(
                 f"scan window elevations must rise: {self.min_elevation} .. {self.max_elevation}"
@@ -96,7 +102,8 @@ class LidarModel:
                 (self.elevation >= window.min_elevation - ANGLE_MARGIN)
                 & (self.elevation <= window.max_elevation + ANGLE_MARGIN)
             )
-            off = np.abs(wrap_angle(self.azimuth - window.azimuth_centre))
+            centres = np.array([window.azimuth_centre, *window.extra_centres])
+            off = np.abs(wrap_angle(self.azimuth[:, None] - centres[None, :])).min(axis=1)
             self.cols = np.flatnonzero(off <= window.azimuth_half_width + ANGLE_MARGIN)
             self.cast_range = min(self.max_range, window.max_range + RANGE_MARGIN)
         self.fan = (

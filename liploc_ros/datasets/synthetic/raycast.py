@@ -129,12 +129,12 @@ def _box_pairs(
     py = -(-dx * s + dy * c)
     outside = (np.abs(px) > hx) | (np.abs(py) > hy)
     alpha = np.arctan2(dy, dx)
-    rel = []
+    corners = []
     for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
         qx = dx + sx * hx * c - sy * hy * s
         qy = dy + sx * hx * s + sy * hy * c
-        rel.append(wrap_angle(np.arctan2(qy, qx) - alpha))
-    rel = np.stack(rel)
+        corners.append(wrap_angle(np.arctan2(qy, qx) - alpha))
+    rel = np.stack(corners)
     base = wrap_angle(alpha - yaw)
     # a footprint around the sensor spans every column (it can only be seen from below)
     lo = np.where(outside, base + rel.min(axis=0), -np.pi)

@@ -11,12 +11,21 @@ direction (k = 3, 4: a forward-looking camera then sees the other side of each p
 
 from __future__ import annotations
 
+from typing import Literal
+
+import numpy as np
+
 from liploc_ros.datasets.synthetic.config import TraversalConfig
 from liploc_ros.datasets.synthetic.seeding import SALT_TRAVERSAL, rng
 from liploc_ros.errors import ConfigError
 
 #: (lane, reverse) of traversals 1, 2, 3, 4, 5, ... (cycling)
-_LANE_CYCLE = (("right", False), ("left", False), ("right", True), ("left", True))
+_LANE_CYCLE: tuple[tuple[Literal["right", "left"], bool], ...] = (
+    ("right", False),
+    ("left", False),
+    ("right", True),
+    ("left", True),
+)
 
 
 def default_traversal(index: int, town_seed: int) -> TraversalConfig:
@@ -37,9 +46,14 @@ def default_traversal(index: int, town_seed: int) -> TraversalConfig:
         lateral_jitter=float(gen.uniform(0.1, 0.4)),
         heading_jitter_deg=float(gen.uniform(0.5, 2.0)),
         brightness=float(gen.uniform(0.7, 1.3)),
-        tint=tuple(float(v) for v in gen.uniform(0.88, 1.12, size=3)),
+        tint=_rgb(gen.uniform(0.88, 1.12, size=3)),
         sun_azimuth_deg=float(gen.uniform(0.0, 360.0)),
         sun_elevation_deg=float(gen.uniform(15.0, 65.0)),
         overcast=float(overcast),
         parked_car_change=float(gen.uniform(0.25, 0.45)),
     )
+
+
+def _rgb(values: np.ndarray) -> tuple[float, float, float]:
+    r, g, b = (float(v) for v in values)
+    return r, g, b

@@ -18,7 +18,7 @@ import torch
 
 from liploc_ros.errors import BackendUnavailableError, ConfigError
 from liploc_ros.model.backends.base import SIDES, EncoderGraph, EncoderRunner, Side
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from liploc_ros.model.checkpoint import LoadedModel
 from liploc_ros.model.liploc import LipLocModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 Side = Literal["camera", "lidar"]
 SIDES: tuple[Side, ...] = ("camera", "lidar")

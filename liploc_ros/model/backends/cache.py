@@ -32,7 +32,7 @@ from liploc_ros import __version__
 from liploc_ros.config import to_dict
 from liploc_ros.errors import BackendError
 from liploc_ros.io_utils import write_text_atomic
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 log = logging.getLogger(__name__)
 

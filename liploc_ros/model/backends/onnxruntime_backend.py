@@ -10,6 +10,7 @@ backends that do them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from liploc_ros.device import resolve_device
 from liploc_ros.errors import BackendError, DeviceError
 from liploc_ros.model.backends.base import INPUT_NAME, SIDES, Side
 from liploc_ros.model.backends.cache import cache_folder, cached, graph_key
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 NAME = "onnxruntime"
 
@@ -61,14 +62,15 @@ class OnnxRuntimeRunner:
 
     backend = NAME
 
-    def __init__(self, sessions: dict[str, object], device: torch.device) -> None:
+    def __init__(self, sessions: dict[str, Any], device: torch.device) -> None:
+        """``sessions``: an onnxruntime InferenceSession per side (onnxruntime is untyped)."""
         self._sessions = sessions
         self.device = device
         self.precision = "fp32"
 
     def encode(self, side: Side, batch: torch.Tensor) -> np.ndarray:
         x = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
-        (out,) = self._sessions[side].run(None, {INPUT_NAME: x})  # type: ignore[attr-defined]
+        (out,) = self._sessions[side].run(None, {INPUT_NAME: x})
         return np.asarray(out, np.float32)
 
     def describe(self) -> str:
@@ -87,7 +89,7 @@ def _load(folder: Path, loaded: LoadedModel, device: torch.device) -> OnnxRuntim
     # idle threads sleep instead of spinning: the map builder's preprocessing threads and a
     # node's ROS executor share these cores (spinning halved the builder's scans/s here)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sessions = {}
+    sessions: dict[str, Any] = {}
     for side in SIDES:
         path = folder / f"{side}.onnx"
         try:

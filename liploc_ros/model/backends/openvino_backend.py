@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from liploc_ros.device import cpu_has_bf16, resolve_device
 from liploc_ros.errors import BackendError, DeviceError
 from liploc_ros.model.backends.base import SIDES, Side
 from liploc_ros.model.backends.cache import cache_folder, cached, graph_key
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 NAME = "openvino"
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -59,8 +60,9 @@ class OpenVinoRunner:
 
     backend = NAME
 
-    def __init__(self, compiled: dict[str, object], precision: str) -> None:
-        self._requests = {s: c.create_infer_request() for s, c in compiled.items()}  # type: ignore[attr-defined]
+    def __init__(self, compiled: dict[str, Any], precision: str) -> None:
+        """``compiled``: an openvino CompiledModel per side (openvino is untyped here)."""
+        self._requests = {s: c.create_infer_request() for s, c in compiled.items()}
         self._lock = threading.Lock()
         self.device = torch.device("cpu")
         self.precision = precision
@@ -68,7 +70,7 @@ class OpenVinoRunner:
     def encode(self, side: Side, batch: torch.Tensor) -> np.ndarray:
         x = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
         with self._lock:
-            result = self._requests[side].infer([x])  # type: ignore[attr-defined]
+            result = self._requests[side].infer([x])
             return np.array(result[0], np.float32)  # a copy: the request reuses its buffer
 
     def describe(self) -> str:
@@ -88,7 +90,7 @@ def _load(folder: Path, loaded: LoadedModel, precision: str) -> OpenVinoRunner:
         "INFERENCE_NUM_THREADS": str(torch.get_num_threads()),
         "CACHE_DIR": str(folder / "compiled"),
     }
-    compiled = {}
+    compiled: dict[str, Any] = {}
     for side in SIDES:
         path = folder / f"{side}.xml"
         try:

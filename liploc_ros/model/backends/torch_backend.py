@@ -23,7 +23,7 @@ from torch import nn
 from liploc_ros.device import autocast, resolve_device, resolve_precision
 from liploc_ros.model.backends.base import SIDES, Side, example_input
 from liploc_ros.model.backends.bn_fold import fold_batchnorm
-from liploc_ros.model.checkpoint import LoadedModel
+from liploc_ros.model.liploc_file import LoadedModel
 
 _CAST_DTYPES = {"bf16": torch.bfloat16}
 
