@@ -212,7 +212,7 @@ def test_headings_flag_doubles_the_entries_and_map_info_shows_them(data, tmp_pat
     ("value", "message"),
     [
         ("0,360", "--headings '0,360': 0.0 and 360.0 are the same heading"),
-        ("0", "--headings '0': a count of evenly spaced headings must be 1 to 36"),
+        ("-3", "--headings '-3': a count of evenly spaced headings must be 1 to 36"),
         ("40", "must be 1 to 36"),
         ("front", "--headings 'front': a single value is a count"),
         ("0,nan", "nan is not a finite number of degrees"),
