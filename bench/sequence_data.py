@@ -21,6 +21,7 @@ import numpy as np
 from liploc_ros.datasets.synthetic import make_drive
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.mapdb.info import MapInfo
+from liploc_ros.mapping.headings import heading_turn
 from liploc_ros.mapping.keyframes import select_keyframes
 from liploc_ros.model import Embedder
 from liploc_ros.training.sources import scan_window
@@ -56,7 +57,7 @@ def map_arrays(
     the LiDAR pose turned by the heading (as ``liploc build-map --headings`` stores them)."""
     per = [_heading_arrays(embedder, cache, seed, frames, float(h)) for h in headings]
     n, k = len(per[0]["stamps"]), len(per)
-    turn = np.stack([turned(np.eye(4), float(h)) for h in headings])
+    turn = np.stack([heading_turn(float(h)) for h in headings])
     return {
         "embeddings": np.stack([p["embeddings"] for p in per], axis=1).reshape(n * k, -1),
         "poses": np.einsum("nij,hjk->nhik", per[0]["poses"], turn).reshape(n * k, 4, 4),
@@ -64,14 +65,6 @@ def map_arrays(
         "heading_deg": np.tile(np.asarray(headings, np.float32), n),
         "keyframes": np.repeat(np.arange(n, dtype=np.int64), k),
     }
-
-
-def turned(pose: np.ndarray, heading_deg: float) -> np.ndarray:
-    """``pose`` turned by ``heading_deg`` about its own z axis."""
-    h = np.radians(heading_deg)
-    rz = np.eye(4)
-    rz[:2, :2] = [[np.cos(h), -np.sin(h)], [np.sin(h), np.cos(h)]]
-    return pose @ rz
 
 
 def _heading_arrays(embedder: Embedder, cache: Path, seed: int, frames: int, heading: float):
