@@ -35,8 +35,12 @@ ros_wheels = [
 ]
 
 # Optional inference backends (liploc_ros.model.backends) and exporters (liploc export).
-# ONNX Runtime on CUDA: install onnxruntime-gpu instead of onnxruntime.
-openvino_wheels = ["openvino>=2024.4"]
+# ONNX Runtime on CUDA: install onnxruntime-gpu instead of onnxruntime; TensorRT engines
+# (liploc export --format tensorrt): tensorrt-cu12 / tensorrt-cu13 on a GPU machine.
+# NNCF quantizes OpenVINO encoders to INT8 (liploc export --precision int8, backend auto); it
+# brings scikit-learn, ninja, pydot, rich, psutil, tabulate, joblib and a few small pure-Python
+# packages: about 65 MB, 5 s to install.
+openvino_wheels = ["openvino>=2024.4", "nncf>=2.14"]
 onnx_wheels = ["onnxruntime>=1.18", "onnx>=1.16", "onnxscript>=0.2"]
 
 setup(
@@ -58,7 +62,7 @@ setup(
         "tensorboard": ["tensorboard>=2.12"],
         "openvino": openvino_wheels,
         "onnx": onnx_wheels,
-        # the backends too (about 300 MB, 10 s to install), so that their tests run in CI
+        # the backends too (about 370 MB, 15 s to install), so that their tests run in CI
         "dev": [
             "pytest>=7",
             "ruff>=0.6",

@@ -27,11 +27,14 @@ log = logging.getLogger(__name__)
 class Precision(Choice):
     """Numeric precision of the encoders (``precision`` of the nodes and the CLI)."""
 
-    #: fp16 on CUDA, bf16 on a CPU with bf16 matrix units, else fp32 (:func:`resolve_precision`)
+    #: the fastest verified precision (backend auto, :mod:`liploc_ros.model.backends.auto`);
+    #: with backend torch fp16 on CUDA, bf16 on a CPU with bf16 units, else fp32
     AUTO = "auto"
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
+    #: post-training quantized (backends openvino / onnxruntime), calibrated and verified
+    INT8 = "int8"
 
 
 PRECISIONS: tuple[str, ...] = Precision.values()
@@ -44,6 +47,13 @@ CPUINFO_PATH = Path("/proc/cpuinfo")
 _X86_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 #: the aarch64 "Features" entry of the BF16 extension (BFMMLA, ARMv8.6: Graviton 3, ...)
 _ARM_BF16_FLAG = "bf16"
+#: x86 flags of 8-bit dot-product units (VNNI: Cascade Lake, Ice Lake, Zen 4, Alder Lake's
+#: AVX-VNNI; AMX-INT8); without them u8 x s8 products saturate in 16 bits (NNCF's overflow fix)
+_X86_VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+#: the aarch64 "Features" entry of the 8-bit dot product (SDOT/UDOT)
+_ARM_DOT_FLAG = "asimddp"
+#: precisions below fp32: a backend runs them only after a check against fp32 where auto picks
+REDUCED_PRECISIONS: tuple[str, ...] = ("fp16", "bf16", "int8")
 
 
 def read_cpu_flags(path: Path | None = None) -> frozenset[str] | None:
@@ -66,6 +76,21 @@ def cpu_flags_have_bf16(flags: Iterable[str]) -> bool:
     return bool(found & _X86_BF16_FLAGS) or (
         _ARM_BF16_FLAG in found and platform.machine().lower() in ("aarch64", "arm64")
     )
+
+
+def cpu_flags_have_vnni(flags: Iterable[str]) -> bool:
+    """Whether a set of CPU flags includes 8-bit dot-product units (no INT8 overflow)."""
+    found = set(flags)
+    return bool(found & _X86_VNNI_FLAGS) or (
+        _ARM_DOT_FLAG in found and platform.machine().lower() in ("aarch64", "arm64")
+    )
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has 8-bit dot-product units (read from /proc/cpuinfo, never assumed);
+    False where the flags cannot be read, which errs towards the overflow-safe INT8 build."""
+    flags = read_cpu_flags()
+    return flags is not None and cpu_flags_have_vnni(flags)
 
 
 @functools.lru_cache(maxsize=1)
@@ -122,6 +147,12 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> str:
     """
     if precision not in PRECISIONS:
         raise DeviceError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "int8":
+        raise DeviceError(
+            "int8 runs in backend openvino or onnxruntime (post-training quantized, see "
+            "`liploc export --precision int8`), not in torch; use backend auto, openvino or "
+            "onnxruntime"
+        )
     if precision == "auto":
         if device.type == "cuda":
             return "fp16"

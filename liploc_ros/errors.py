@@ -54,3 +54,8 @@ class BackendError(LiplocError):
 
 class BackendUnavailableError(BackendError):
     """An optional inference backend is not installed; the message names the pip extra."""
+
+
+class VerificationError(BackendError):
+    """A reduced-precision encoder (INT8, bf16, fp16) failed its check against fp32 on held-out
+    frames (embedding cosine, Recall@1 against an fp32 map); the message gives the figures."""

@@ -31,7 +31,7 @@ NODES: dict[str, type] = {
 }
 #: what the files leave empty for the launch files to fill in
 REQUIRED = {"model": "m.safetensors", "map_path": "m.lmap"}
-#: a commented-out key inside ros__parameters: "      # min_score: 0.0   # ..."
+#: a commented-out key inside ros__parameters: "      # some_key: 0.0   # ..."
 _COMMENTED_KEY = re.compile(r"^(\s{4,})# ([a-z_][a-z0-9_]*): (.*)$")
 _KEY = re.compile(r"^\s+([a-z_][a-z0-9_]*):(.*)$")
 
@@ -140,7 +140,7 @@ def _get(obj: Any, name: str) -> Any:
 
 def test_the_public_closed_sets_are_choices():
     names = {name for _, name, _ in _choices()}
-    assert {"mode", "precision", "odometry_source", "localizer.temperature_mode"} <= names
+    assert {"mode", "precision", "odometry_source"} <= names
     assert {"pose_type", "reliability", "build.precision", "build.dtype"} <= names
     assert {"bag.pose_source", "bag.anchor", "bag.odometry_source"} <= names
 

@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kitti2bag": ("kitti2bag", "convert a KITTI odometry sequence to a ROS 2 bag"),
     "build-map": ("build_map", "build a LiDAR map database from a bag, KITTI or synthetic drive"),
     "map-info": ("map_info", "describe a map database (and plot its route)"),
+    "calibrate": (
+        "calibrate",
+        "measure what a map's scores mean on a labelled drive and store it in the map",
+    ),
     "merge-maps": ("merge_maps", "merge map databases built with the same model"),
     "localize": (
         "localize",

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
+from liploc_ros.cli.encoder_flags import add_encoder_arguments
 from liploc_ros.cli.source_flags import add_source_arguments, source_spec
 from liploc_ros.config import from_dict, load_yaml, to_dict
 from liploc_ros.errors import ConfigError
@@ -57,9 +59,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     build = parser.add_argument_group("build settings (override --config)")
     build.add_argument("--keyframe-distance", type=float, help="m between kept scans (1.0)")
     build.add_argument("--batch-size", type=int, help="scans encoded together (32)")
-    build.add_argument("--device", help="auto, cpu, cuda, cuda:N (auto)")
-    build.add_argument("--precision", help="auto, fp32, fp16, bf16 (auto)")
-    build.add_argument("--backend", help="torch, openvino, onnxruntime (torch)")
+    add_encoder_arguments(build, defaults=False)
     build.add_argument("--dtype", choices=("float32", "float16"), help="stored embeddings")
     build.add_argument("--index", help=f"{index_choices_text()} (auto)")
     build.add_argument("--workers", type=int, help="preprocessing threads (2); 0: no overlap")
@@ -195,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_interval=args.checkpoint_every,
         resume=args.resume,
     )
+    _calibrate(database, spec, bag_values if is_bag else {}, embedder, config, args)
     path = database.save(out, index=config.index, progress=not args.no_progress)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
@@ -203,3 +204,30 @@ def run(args: argparse.Namespace) -> int:
     size_mb = path.stat().st_size / 1e6
     print(f"map             {path} ({len(database)} entries, {size_mb:.2f} MB)")
     return 0
+
+
+def _calibrate(database: Any, spec: str, bag_values: dict, embedder: Any, config: Any,
+               args: argparse.Namespace) -> None:  # fmt: skip
+    """The map's score calibration from its own drive's camera frames, where it has them
+    (stored in ``database``; printed either way: a map without one is a warning)."""
+    from tqdm import tqdm
+
+    from liploc_ros.datasets.registry import open_source
+    from liploc_ros.mapping.calibration_drive import UNCALIBRATED, calibrate_map
+
+    if config.calibration_frames == 0:
+        print(f"calibration     none (calibration_frames 0): {UNCALIBRATED}")
+        return
+
+    source = open_source(spec, **bag_values)
+    with tqdm(total=config.calibration_frames, unit=" frames", desc="calibrating",
+              disable=args.no_progress, dynamic_ncols=True) as bar:  # fmt: skip
+        calibration, why_not = calibrate_map(
+            database, source, embedder, same_drive=True, max_frames=config.calibration_frames,
+            progress=lambda n: bar.update(n - bar.n),
+        )  # fmt: skip
+    if calibration is None:
+        print(f"WARNING: {why_not}", file=sys.stderr)
+        return
+    for line in calibration.describe():
+        print(line)

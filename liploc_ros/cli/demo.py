@@ -24,10 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from liploc_ros.cli.encoder_flags import add_encoder_arguments
 from liploc_ros.errors import ConfigError
 from liploc_ros.io_utils import write_text_atomic
 
@@ -58,7 +60,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="frames per traversal, 10 Hz, about 1 m apart (300)",
     )
     parser.add_argument("--model", type=Path, default=None, help="a liploc model file")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (auto)")
+    add_encoder_arguments(parser)
     parser.add_argument(
         "--rate",
         type=float,
@@ -114,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         "model": str(model_path),
         "map_path": str(map_path),
         "device": args.device,
+        "precision": args.precision,
+        "backend": args.backend,
         "threads": args.threads,
         "image_topics": [topic],
         "use_sim_time": True,
@@ -172,6 +176,10 @@ def run(args: argparse.Namespace) -> int:
         "rate": args.rate,
         "map_entries": len(database),
         "node_diagnostics": session.diagnostics,
+        "node_rss_mb": {
+            "start": _finite(session.rss_start_mb),
+            "end": _finite(session.rss_end_mb),
+        },
         **summary_extra,
         **figures.as_dict(),
         "mode": "sequence",
@@ -261,17 +269,35 @@ def _build_map(
     model: Path, bag: Path, args: argparse.Namespace, out: Path, progress: bool
 ) -> tuple[Path, MapDatabase, Embedder]:
     from liploc_ros.datasets.registry import open_source
+    from liploc_ros.localization.calibration import calibration_summary
     from liploc_ros.mapping import MapBuildConfig, build_map
+    from liploc_ros.mapping.calibration_drive import calibrate_map
     from liploc_ros.model.model_file import load_embedder
 
-    embedder = load_embedder(model, device=args.device)
-    config = MapBuildConfig(keyframe_distance=args.keyframe_distance, device=args.device)
+    embedder = load_embedder(
+        model, device=args.device, precision=args.precision, backend=args.backend
+    )
+    config = MapBuildConfig(
+        keyframe_distance=args.keyframe_distance, device=args.device, precision=args.precision,
+        backend=args.backend,
+    )  # fmt: skip
     database, summary = build_map(open_source(f"bag:{bag}"), embedder, config, progress=progress)
+    # calibrated on the mapping drive's own camera frames, as build-map does
+    t0 = time.perf_counter()
+    calibration, why_not = calibrate_map(
+        database, open_source(f"bag:{bag}"), embedder, same_drive=True,
+        max_frames=config.calibration_frames,
+    )  # fmt: skip
     path = database.save(out / "map.lmap")
     print(
         f"map: {len(database)} entries from {summary.scans_read} scans in "
         f"{summary.seconds:.1f} s ({summary.scans_per_second:.1f} scans/s) -> {path}"
     )
+    if calibration is None:
+        print(f"WARNING: {why_not}", file=sys.stderr)
+    else:
+        print(f"calibrated on the mapping drive in {time.perf_counter() - t0:.1f} s: "
+              f"{calibration_summary(database)}")  # fmt: skip
     return path, database, embedder
 
 
@@ -296,7 +322,7 @@ def _compare_modes(bag: Path, session: Any, truth: Any, figures: Any, embedder: 
 def _single_frame_poses(bag: Path, stamps: set[float], embedder: Any, database: Any) -> list:
     """Each frame at ``stamps`` alone, from the bag's image, with the node's ``localizer``
     settings (config/localizer.yaml): base_link positions of the fixes."""
-    from liploc_ros.cli.localize import read_config_file
+    from liploc_ros.cli.localize_config import read_config_file
     from liploc_ros.datasets.interpolation import invert_transform
     from liploc_ros.datasets.registry import open_source
     from liploc_ros.datasets.rosbag_writer import DEFAULT_T_BASE_LIDAR
@@ -319,6 +345,13 @@ def _single_frame_poses(bag: Path, stamps: set[float], embedder: Any, database: 
             if est.ok:
                 out.append(Received(est.stamp, (est.pose @ T_lidar_base)[:3, 3]))
     return out
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: None instead."""
+    import math
+
+    return value if math.isfinite(value) else None
 
 
 def _fmt(value: float | None, fmt: str) -> str:
@@ -353,9 +386,14 @@ def _print_figures(fig: Any, session: Any, live_s: float, columns: dict[str, Any
         f"{d.get('tracked_share', 'n/a')}, {d.get('total_frames_without_odometry', 'n/a')} "
         f"frames without odometry ({d.get('odometry_source', 'n/a')})"
     )
+    p99_ms = float(d.get("processing_p99_ms", "nan"))
     print(
         f"latency (image published -> the node's answer received): p50 "
         f"{_fmt(lat['p50'], '.0f')} ms, p90 {_fmt(lat['p90'], '.0f')} ms, p99 "
         f"{_fmt(lat['p99'], '.0f')} ms; the node's own time per frame "
-        f"{_fmt(session.processing_ms, '.0f')} ms (mean)"
+        f"{_fmt(session.processing_ms, '.0f')} ms (mean), {_fmt(p99_ms, '.0f')} ms (p99)"
+    )
+    print(
+        f"node memory (resident): {_fmt(session.rss_start_mb, '.0f')} MB when the playback "
+        f"started, {_fmt(session.rss_end_mb, '.0f')} MB at its end"
     )

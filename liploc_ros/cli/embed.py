@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from liploc_ros.cli.encoder_flags import add_encoder_arguments
 from liploc_ros.errors import ConfigError
 
 
@@ -22,9 +23,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, nargs="*", default=[], help="PNG/JPEG files")
     parser.add_argument("--scans", type=Path, nargs="*", default=[], help="float32 x4 .bin files")
     parser.add_argument("--out", type=Path, required=True, help="output .npz")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
-    parser.add_argument("--backend", default="torch", help="torch, openvino or onnxruntime")
+    add_encoder_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

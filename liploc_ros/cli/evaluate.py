@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from liploc_ros.cli.encoder_flags import add_encoder_arguments
 from liploc_ros.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -55,9 +56,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--lidar-max-distance", type=float, default=None,
         help="drop points beyond this before projecting (the authors' KITTI-360 models: 50)",
     )  # fmt: skip
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
-    parser.add_argument("--backend", default="torch", help="torch, openvino or onnxruntime")
+    add_encoder_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="frame-loading processes (2)")
     parser.add_argument(
@@ -76,6 +75,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--headings", type=_headings, default=(0.0,), metavar="DEGREES|COUNT",
         help="crop headings of the map's entries, as build-map takes them: 0,180 (forward and "
         "rear crops) or a count of evenly spaced ones (default 0: the forward crop only)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--calibration", default=None, metavar="SOURCE",
+        help="with --queries: calibrate the map on this labelled drive (another day's; the "
+        "better data) instead of on the map drive's own camera frames, as build-map does",
+    )  # fmt: skip
+    parser.add_argument(
+        "--calibration-frames", type=int, default=600,
+        help="camera frames the map's calibration is measured on at most (600)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -165,8 +173,9 @@ def run(args: argparse.Namespace) -> int:
             headings=args.headings,
         )
     summary = {"model": str(path), "fingerprint": loaded.fingerprint, **result.summary()}
+    curve = None
     if args.queries:
-        summary["localization"] = _localize_queries(args, loaded, result)
+        summary["localization"], curve = _localize_queries(args, embedder, result)
     frame = result.ground_truth_frame
     if frame and frame["suspect"]:  # loudly, on stderr too: a recall of 0 must not go unexplained
         print(f"liploc eval: {frame['message']}", file=sys.stderr)
@@ -189,11 +198,23 @@ def run(args: argparse.Namespace) -> int:
             saved.update(summary["localization"])
             write_text_atomic(path_json, json.dumps(saved, indent=2) + "\n")
             say(f"  localization figures ({args.mode}): {path_json}")
+            if curve is not None:
+                from liploc_ros.localization.plot import save_precision_curve
+
+                png = save_precision_curve(
+                    Path(args.out) / "precision_curve.png", {args.queries: curve},
+                    title=f"{args.queries} in {args.source}: precision vs fix ratio",
+                )  # fmt: skip
+                say(f"  precision / fix-ratio curve: {png}")
     return 0
 
 
-def _localize_queries(args: argparse.Namespace, loaded: Any, result: Any) -> dict[str, Any]:
-    """The query drive localized in the map drive's embeddings, in ``args.mode``."""
+def _localize_queries(
+    args: argparse.Namespace, embedder: Any, result: Any
+) -> tuple[dict[str, Any], dict | None]:
+    """The query drive localized in the map drive's embeddings, in ``args.mode``, the map
+    calibrated as build-map calibrates (or on ``--calibration``); the figures, and the
+    precision curve in sequence mode."""
     import numpy as np
 
     from liploc_ros.datasets.base import IndexedSource
@@ -203,6 +224,7 @@ def _localize_queries(args: argparse.Namespace, loaded: Any, result: Any) -> dic
     from liploc_ros.mapping.headings import turn_pose
     from liploc_ros.training.sources import open_source
 
+    loaded = embedder.loaded
     maps = open_source(args.source)
     queries = open_source(args.queries)
     if not isinstance(maps, IndexedSource) or not isinstance(queries, IndexedSource):
@@ -226,6 +248,7 @@ def _localize_queries(args: argparse.Namespace, loaded: Any, result: Any) -> dic
         result.lidar, poses, maps.stamps[frames], info, heading_deg=result.db_heading_deg,
         keyframes=np.unique(frames, return_inverse=True)[1],
     )  # fmt: skip
+    calibration = _calibrate(db, args, embedder)
     rows = result.query_frames
     odometry = queries.odometry
     _, figures = evaluate_stream(
@@ -235,7 +258,32 @@ def _localize_queries(args: argparse.Namespace, loaded: Any, result: Any) -> dic
     )  # fmt: skip
     if args.distance != "ground":
         figures["distance_note"] = "localization figures use the ground-plane distance"
-    return figures
+    figures["calibration"] = (
+        None if calibration is None else {k: calibration.to_dict()[k] for k in _CALIBRATION_KEYS}
+    )
+    return figures, figures.pop("precision_curve", None)
+
+
+#: the calibration's figures eval's summary.json repeats
+_CALIBRATION_KEYS = ("method", "source", "frames", "match_mean", "match_std", "null_mean",
+                     "null_std", "null_best_median", "correlation_length_m", "evidence_scale",
+                     "frame_floor", "check")  # fmt: skip
+
+
+def _calibrate(db: Any, args: argparse.Namespace, embedder: Any) -> Any:
+    """``db``'s calibration, stored in it: from ``--calibration`` (a labelled drive of
+    another day) or, as build-map does, from the map drive's own camera frames."""
+    from liploc_ros.datasets.registry import open_source
+    from liploc_ros.mapping.calibration_drive import calibrate_map
+
+    spec = args.calibration or args.source
+    calibration, why_not = calibrate_map(
+        db, open_source(spec), embedder, same_drive=args.calibration is None,
+        max_frames=args.calibration_frames,
+    )  # fmt: skip
+    if calibration is None:
+        print(f"WARNING: {why_not}", file=sys.stderr)
+    return calibration
 
 
 def _tracking_line(fig: dict[str, Any]) -> str:
@@ -248,4 +296,9 @@ def _tracking_line(fig: dict[str, Any]) -> str:
         f"(20 m) {f('fix_precision_5m')} (5 m), median error {f('median_error_m', '.2f')} m, "
         f"p95 {f('p95_error_m', '.1f')} m, median yaw error {f('median_yaw_error_deg', '.1f')} "
         f"deg, first fix after {f('first_fix_distance_m', '.1f')} m"
+        + (
+            f"; fix ratio at 99% precision {f('fix_ratio_at_precision_99')}"
+            if "fix_ratio_at_precision_99" in fig
+            else ""
+        )
     )

@@ -30,16 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from liploc_ros.cli.encoder_flags import add_encoder_arguments
+from liploc_ros.cli.localize_config import localizer_config, sequence_config
 from liploc_ros.cli.source_flags import add_source_arguments, source_spec
-from liploc_ros.config import from_dict, load_yaml, to_dict
+from liploc_ros.config import to_dict
 from liploc_ros.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 
-_NODE = "localizer_node"
-_SECTION = "localizer"
-#: flag -> LocalizerConfig field
-_CONFIG_FLAGS = ("top_k", "min_score", "max_spread_m", "min_confidence", "temperature")
 _BAG_FLAGS = ("image_topic", "pose_topic", "pose_source", "map_frame", "anchor")
 #: liploc_ros.localization.factory.MODES, spelled out: that import would load torch for --help
 _MODES = ("sequence", "single")
@@ -66,19 +64,16 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     loc = parser.add_argument_group("localizer settings (override --config)")
     loc.add_argument("--top-k", type=int, help="matches used for the estimate (5)")
-    loc.add_argument("--min-score", type=float, help="no fix below this best score (none)")
     loc.add_argument("--max-spread-m", type=float, help="no fix when the matches spread more (20)")
-    loc.add_argument("--min-confidence", type=float, help="no fix below this confidence (0)")
-    loc.add_argument("--temperature", type=float, help="score softmax temperature (0.05)")
+    loc.add_argument("--target-precision", type=float, metavar="P",
+                     help="fix only at this calibrated probability of being right, in either "
+                     "mode (0.99)")  # fmt: skip
 
     ev = parser.add_argument_group("evaluation")
     ev.add_argument("--threshold", type=float, default=20.0, help="success distance, m (20)")
 
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (auto)")
-    run_group.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16 (auto)")
-    run_group.add_argument("--backend", default="torch",
-                           help="torch, openvino, onnxruntime (torch)")  # fmt: skip
+    add_encoder_arguments(run_group)
     run_group.add_argument(
         "--batch-size", type=int, default=16,
         help="frames encoded together (16); 1: true per-frame latency",
@@ -101,58 +96,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     bag.add_argument("--map-frame", help="tf frame of the ground truth (the tf tree's root)")
     bag.add_argument("--anchor", choices=("auto", "lidar", "camera"), default="camera",
                      help="one frame per image (camera, default) or per scan (lidar)")  # fmt: skip
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The keys the ``localizer`` section of ``path`` sets (validated)."""
-    from liploc_ros.localization import LocalizerConfig
-
-    data = load_yaml(path)
-    if _NODE in data:
-        node = data[_NODE]
-        params = node.get("ros__parameters") if isinstance(node, dict) else None
-        if not isinstance(params, dict):
-            raise ConfigError(f"{path}: {_NODE} has no ros__parameters mapping")
-        where = f"{_NODE}.ros__parameters.{_SECTION}"
-    else:
-        params, where = data, _SECTION
-        unknown = sorted(set(params) - {_SECTION, "sequence", "mode"})
-        if unknown:
-            raise ConfigError(
-                f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; expected a "
-                f"{_SECTION} section, or the ROS 2 layout {_NODE}: ros__parameters: {{...}}"
-            )
-    section = params.get(_SECTION) or {}
-    try:
-        from_dict(LocalizerConfig, section, where)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from err
-    return dict(section)
-
-
-def sequence_config(args: argparse.Namespace) -> Any:
-    """The ``sequence`` section of ``--config`` (either layout) as a SequenceConfig."""
-    from liploc_ros.localization.sequence_config import SequenceConfig
-
-    if not args.config:
-        return SequenceConfig()
-    data = load_yaml(args.config)
-    params = data.get(_NODE, {}).get("ros__parameters", {}) if _NODE in data else data
-    where = f"{_NODE}.ros__parameters.sequence" if _NODE in data else "sequence"
-    try:
-        return from_dict(SequenceConfig, params.get("sequence") or {}, where)
-    except ConfigError as err:
-        raise ConfigError(f"{args.config}: {err}") from err
-
-
-def localizer_config(args: argparse.Namespace) -> Any:
-    from liploc_ros.localization import LocalizerConfig
-
-    values = read_config_file(args.config) if args.config else {}
-    for flag in _CONFIG_FLAGS:
-        if getattr(args, flag) is not None:
-            values[flag] = getattr(args, flag)
-    return from_dict(LocalizerConfig, values)
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
@@ -222,6 +165,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915
 
     from liploc_ros.datasets.base import IndexedSource
     from liploc_ros.datasets.registry import open_source, parse_spec
+    from liploc_ros.localization.calibration import calibration_summary
     from liploc_ros.localization.evaluation import (
         RECALL_KS,
         FrameRecord,
@@ -232,6 +176,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915
     from liploc_ros.localization.factory import frame_localizer, open_localizer
     from liploc_ros.localization.frame_check import check_ground_truth_frame
     from liploc_ros.localization.outputs import write_frames_csv, write_summary, write_trajectories
+    from liploc_ros.localization.stream_eval import sequence_figures
     from liploc_ros.localization.track_metrics import track_summary
     from liploc_ros.localization.tracking import TrackingLocalizer
     from liploc_ros.mapping.headings import format_headings
@@ -264,8 +209,11 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915
         f"batches of {args.batch_size}"
     )
     localizer.warm_up()
+    if localizer.estimator.calibration_warning:
+        print(f"WARNING: {localizer.estimator.calibration_warning}", file=sys.stderr)
 
-    depth = max((*RECALL_KS, config.top_k))
+    # Recall@K counts K distinct scans: every crop of K keyframes may come first
+    depth = max(RECALL_KS) * max(1, database.entries_per_keyframe)
     records: list[FrameRecord] = []
     samples: list[tuple[np.ndarray, float]] = []
     pending: list[Any] = []
@@ -350,6 +298,15 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915
             **(latency_stats(single) if single else {}),
         },
     }
+    summary["calibration"] = localizer.estimator.calibration_warning or calibration_summary(
+        database
+    )
+    curve = None
+    if tracker is not None:
+        figures = sequence_figures([r.estimate for r in records], truth, localizer.estimator,
+                                   tracker.filter.config, args.threshold)  # fmt: skip
+        curve = figures.pop("precision_curve")
+        summary.update(figures)
     frame = check_ground_truth_frame(truth_positions(records), database.positions, args.threshold)
     if frame.queries:
         summary["ground_truth_frame"] = frame.as_dict()
@@ -370,6 +327,11 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915
             out / "route.png", records, database, threshold_m=args.threshold,
             title=f"{source.name} in {args.map.name}",
         )  # fmt: skip
+        if curve is not None:
+            from liploc_ros.localization.plot import save_precision_curve
+
+            save_precision_curve(out / "precision_curve.png", {source.name: curve},
+                                 title=f"{source.name}: precision vs fix ratio")  # fmt: skip
 
     for line in _report_lines(summary):
         print(line)

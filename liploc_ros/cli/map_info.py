@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -35,11 +36,14 @@ def _index_text(index: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from liploc_ros.localization.calibration import map_calibration
     from liploc_ros.mapdb import MapDatabase
     from liploc_ros.mapdb.summary import describe, plot_route
 
     db = MapDatabase.load(args.map, verify=not args.no_verify)
     info = describe(db)
+    calibration = map_calibration(db)
+    info["calibration"] = calibration.to_dict() if calibration is not None else None
     plot = None
     if not args.no_plot:
         plot = plot_route(db, args.plot or default_plot_path(args.map))
@@ -102,4 +106,22 @@ def run(args: argparse.Namespace) -> int:
         lines.append(("route plot", str(plot)))
     for key, value in lines:
         print(f"{key + ':':14s}{value}")
+    for line in _calibration_lines(calibration, db):
+        print(line)
     return 0
+
+
+def _calibration_lines(calibration: Any, db: Any) -> list[str]:
+    """The calibration as map-info shows it, or why the localizers will not use one."""
+    if calibration is None:
+        return [
+            "calibration:  none: the localizers use conservative settings (few fixes, late); "
+            "`liploc calibrate --map MAP --model MODEL --queries SOURCE` measures one"
+        ]
+    lines = calibration.describe()
+    if calibration.model_fingerprint != db.info.model_fingerprint:
+        lines.append(
+            f"  WARNING: measured with model {calibration.model_fingerprint}, not the map's "
+            f"{db.info.model_fingerprint}: the localizers do not use it (recalibrate)"
+        )
+    return lines

@@ -1,7 +1,9 @@
 """``liploc model-info``: what a model file holds, without running it.
 
 A liploc .safetensors file is described from its header alone (no weights are read); an
-authors' .pth is loaded (weights_only) to infer its architecture.
+authors' .pth is loaded (weights_only) to infer its architecture. The backends' cache for the
+model is described too (``inference``): what ``auto`` chose on which machine and how fast it
+was, the INT8 models with their calibration and verification figures.
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ def describe(path: Path) -> dict[str, Any]:
     """The model-info dictionary of a liploc file or an authors' checkpoint."""
     from liploc_ros.config import to_dict
     from liploc_ros.model.authors import load_authors_checkpoint
+    from liploc_ros.model.backends.cache_report import cache_report
     from liploc_ros.model.file_kind import model_file_kind
     from liploc_ros.model.liploc_file import read_model_info
     from liploc_ros.paths import resolve_shared_path
 
     path = resolve_shared_path(path)
     if model_file_kind(path) == "safetensors":
-        return read_model_info(path)
+        info = read_model_info(path)
+        info["inference"] = cache_report(path, info["fingerprint"])
+        return info
     loaded = load_authors_checkpoint(path)
     return {
+        "inference": cache_report(path, loaded.fingerprint),
         "path": str(path),
         "format": "authors .pth (PyTorch state_dict)",
         "model_config": to_dict(loaded.model_config),
@@ -75,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     if info.get("training"):
         lines.append(("training", json.dumps(info["training"], sort_keys=True)))
+    from liploc_ros.model.backends.cache_report import report_lines
+
+    lines += report_lines(info["inference"])
     for key, value in lines:
         print(f"{key + ':':16s}{value}")
     return 0

@@ -14,6 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from liploc_ros.cli.encoder_flags import add_encoder_arguments, encoder_options
 from liploc_ros.errors import ConfigError
 
 NODE = "localizer_node"
@@ -35,7 +36,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         metavar="TOPIC",
         help="camera topic; repeat it or separate by commas for several (parameter image_topics)",
     )
-    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (parameter device)")
+    add_encoder_arguments(parser, defaults=False, node=True)
     parser.add_argument("--namespace", default="", help="namespace of the node")
     parser.add_argument("--use-sim-time", action="store_true", help="use the /clock topic")
     parser.add_argument(
@@ -68,8 +69,8 @@ def ros_arguments(args: argparse.Namespace, params_file: Path) -> list[str]:
     topics = _split_topics(args.image_topic)
     if topics:
         params.append(("image_topics", "[" + ",".join(_ros_string(t) for t in topics) + "]"))
-    if args.device:
-        params.append(("device", _ros_string(args.device)))
+    for name, value in encoder_options(args).items():
+        params.append((name, _ros_string(value)))
     if args.use_sim_time:
         params.append(("use_sim_time", "true"))
     for name, value in params:

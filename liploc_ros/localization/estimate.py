@@ -4,13 +4,10 @@ The pose is the best match's pose: retrieval picks a place, it does not interpol
 places, and averaging poses of two different streets would put the robot in a building.
 What the other matches tell is how far to trust that pick:
 
-- **Weights.** ``w_i = softmax((s_i - s_best) / tau)`` over the top-k scores. In cosine
-  mode (default) ``tau = temperature * |query| * |best entry|``: score gaps are measured in
-  cosine-similarity units, so one temperature fits every model (raw dot products of
-  unnormalised LIP-Loc embeddings run to the hundreds, cosines of the Norm variant to 1),
-  and weak matches with close scores share the weight instead of the best taking it all.
-  With the default 0.05, a match whose cosine is 0.05 below the best's weighs ``1/e`` of
-  it. Absolute mode takes ``tau = temperature`` in raw score units.
+- **Weights.** ``w_i`` proportional to the likelihood ratio of match i's standardised score
+  ``z_i`` under the map's calibration (:mod:`~liploc_ros.localization.evidence`): how much
+  more likely that score is at the true place than elsewhere. No temperature to tune: the
+  calibration says how far apart two scores are.
 - **Covariance.** The weighted second moment of the matches' pose differences *about the
   best match* (not about their mean: the estimate is the best match, so a second match far
   away is an error the estimate may have), over x y z roll pitch yaw, plus the squared
@@ -27,12 +24,14 @@ What the other matches tell is how far to trust that pick:
   so the crops of one place back each other up (ground distance 0) instead of competing,
   and a second heading that scores nearly as well as the best widens the yaw variance
   rather than the position's.
-- **Confidence.** The weight of the matches within ``agree_radius_m`` (ground distance) of
-  the best, the best included: 1 when every weighty match points to the same place, about
-  1/2 for a tie between two places, towards 1/k when the k matches scatter. It grows as the
-  best score pulls away from disagreeing matches, and falls as one of them gains. It
-  measures ambiguity among the top-k, not absolute match quality (a confidently wrong
-  match scores 1): ``min_score`` is the gate for the latter.
+- **Confidence.** The calibrated probability that the frame was taken at the best match's
+  place (its matches within ``agree_radius_m``) rather than at any other entry of the map:
+  their likelihood ratios over the sum of every entry's, the entries used by the estimate
+  counted at theirs, the others at their expected ratio under the null (so a deeper search
+  for Recall@K does not change it). A map ten times bigger holds ten times more
+  look-alikes, and the same scores give a lower confidence. The fix gate is
+  ``confidence >= target_precision``; a model whose scores do not separate places never
+  reaches it.
 """
 
 from __future__ import annotations
@@ -43,21 +42,24 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from liploc_ros.errors import MapError
-from liploc_ros.localization.config import LocalizerConfig, TemperatureMode
+from liploc_ros.localization.config import LocalizerConfig
+from liploc_ros.localization.evidence import EvidenceModel
+from liploc_ros.mapdb.places import first_of_each_place
 
-#: reasons a frame gets no fix
+#: reasons a frame gets no fix: nothing retrieved, matches far apart, the place not sure
+#: enough (its calibrated probability below the target)
 NO_MATCH = "no match"
-LOW_SCORE = "low score"
 DISAGREE = "matches disagree"
 AMBIGUOUS = "ambiguous"
-#: the sequence localizer's reasons: no track yet, track lost, mode too weak or too wide
+#: the sequence localizer's reasons: no track yet, track lost, mode too wide, probably off
+#: the map
 INITIALIZING = "initializing"
 LOST = "lost"
 UNCERTAIN = "uncertain"
-REASONS = (NO_MATCH, LOW_SCORE, DISAGREE, AMBIGUOUS, INITIALIZING, LOST, UNCERTAIN)
-
-#: smallest temperature, so that a best score of 0 still gives finite weights
-_MIN_TAU = 1e-9
+OFF_MAP = "off the map"
+#: tracking, but this frame's evidence contradicts the tracked place
+MISMATCH = "frame mismatch"
+REASONS = (NO_MATCH, DISAGREE, AMBIGUOUS, INITIALIZING, LOST, UNCERTAIN, OFF_MAP, MISMATCH)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ class PoseEstimate:
     pose: np.ndarray | None
     #: 6 x 6 over x y z roll pitch yaw (m, rad; ROS row-major order); None without fix
     covariance: np.ndarray | None
-    #: 0..1, see the module docstring
+    #: 0..1: single mode, the calibrated probability of the best place (module docstring);
+    #: sequence mode, the posterior probability of the filter's dominant mode
     confidence: float
     #: best raw score (NaN when nothing was retrieved)
     score: float
@@ -86,31 +89,28 @@ class PoseEstimate:
     timings_ms: dict[str, float] = field(default_factory=dict)
     #: weighted RMS ground distance (m) of the matches from the best one
     spread_m: float = float("nan")
-    #: the softmax weights of the matches used (aligned with the first len(weights) indices)
+    #: the softmax weights of the matches used, aligned with :attr:`used`
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: the map entries the estimate used, best first (with several crops per keyframe not a
+    #: prefix of ``indices``: every crop of the ``top_k`` best keyframes); empty when the
+    #: estimate is not a weighted set of matches (the sequence filter's)
+    used: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     #: the best match's pose whether or not it made a fix (for evaluation and diagnostics);
     #: in sequence mode the posterior mode's pose
     best_pose: np.ndarray | None = None
     #: sequence mode: the filter's state ("initializing", "tracking", "lost"); None: single
     state: str | None = None
+    #: sequence mode: the posterior probability that the vehicle is at no mapped place the
+    #: filter holds (off the map; before the first fix also: not found yet); NaN: single
+    offmap_probability: float = float("nan")
+    #: sequence mode: what the fix gate read besides ``confidence`` and ``spread_m``: this
+    #: frame's untempered evidence at the mode (NaN: single mode)
+    frame_evidence: float = float("nan")
 
     @property
     def best_index(self) -> int:
         """The best match's map entry (-1 when nothing was retrieved)."""
         return int(self.indices[0]) if len(self.indices) else -1
-
-
-def score_weights(scores: np.ndarray, config: LocalizerConfig, scale: float = 1.0) -> np.ndarray:
-    """Softmax weights of ``scores``; ``scale`` is |query| * |best entry| (cosine mode)."""
-    s = np.asarray(scores, dtype=np.float64)
-    if s.size == 0:
-        return s
-    best = float(s.max())
-    tau = config.temperature
-    if config.temperature_mode == TemperatureMode.COSINE:
-        tau *= float(scale)
-    z = np.exp((s - best) / max(tau, _MIN_TAU))
-    return z / z.sum()
 
 
 def pose_deltas(poses: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -144,28 +144,41 @@ def estimate_pose(
     stamp: float,
     config: LocalizerConfig,
     *,
-    scale: float = 1.0,
+    z: np.ndarray,
+    evidence: EvidenceModel,
+    entries: int,
     keyframes: np.ndarray | None = None,
+    depth: int | None = None,
 ) -> PoseEstimate:
-    """The estimate from retrieved entries, their scores and their 4 x 4 poses.
+    """The estimate from retrieved entries, their raw scores, standardised scores ``z`` and
+    4 x 4 poses, in a map of ``entries`` entries whose scores mean what ``evidence`` says.
 
     Only the ``config.top_k`` best valid matches (index >= 0, finite score and pose) enter
     the estimate, or with ``keyframes`` (each entry's keyframe id) every valid crop of the
     ``top_k`` best keyframes; the result keeps every entry given, sorted best first (invalid
-    ones last). ``scale``: |query| * |best entry's embedding| for the cosine temperature (1
-    for L2-normalised embeddings).
+    ones last). ``depth``: only the first ``depth`` entries given are considered for the
+    estimate (None: all), so that a deeper search for Recall@K decides alike.
     """
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+    zz = np.asarray(z, dtype=np.float64).reshape(-1)
     ps = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
-    if not len(idx) == len(sc) == len(ps):
+    if not len(idx) == len(sc) == len(ps) == len(zz):
         raise MapError(
-            f"estimate: {len(idx)} indices, {len(sc)} scores and {len(ps)} poses do not match"
+            f"estimate: {len(idx)} indices, {len(sc)} scores, {len(zz)} z-scores and "
+            f"{len(ps)} poses do not match"
         )
-    valid = (idx >= 0) & np.isfinite(sc) & np.isfinite(ps).reshape(len(ps), -1).all(axis=1)
+    valid = (
+        (idx >= 0)
+        & np.isfinite(sc)
+        & np.isfinite(zz)
+        & np.isfinite(ps).reshape(len(ps), -1).all(axis=1)
+    )
     # best first, unusable entries last (FAISS already sorts; a hand-made list may not)
     order = np.argsort(-np.where(valid, sc, -np.inf), kind="stable")
-    idx, sc, ps, valid = idx[order], sc[order], ps[order], valid[order]
+    idx, sc, zz, ps, valid = idx[order], sc[order], zz[order], ps[order], valid[order]
+    if depth is not None:
+        valid &= np.arange(len(valid)) < depth
     if keyframes is None:
         use = np.flatnonzero(valid)[: config.top_k]
     else:
@@ -178,18 +191,20 @@ def estimate_pose(
     if use.size == 0:
         return PoseEstimate(float(stamp), False, NO_MATCH, None, None, 0.0, float("nan"),
                             kept_idx, kept_sc)  # fmt: skip
-    weights = score_weights(sc[use], config, scale)
+    llr = evidence.llr(zz[use])
+    weights = np.exp(llr - llr.max())
+    weights /= weights.sum()
     best = ps[use[0]]
     deltas = pose_deltas(ps[use], best)
     ground = np.hypot(deltas[:, 0], deltas[:, 1])
     spread = float(np.sqrt(np.sum(weights * ground**2)))
-    confidence = float(np.clip(weights[ground <= config.agree_radius_m].sum(), 0.0, 1.0))
-    best_score = float(sc[use[0]])
-    if config.min_score is not None and best_score < config.min_score:
-        reason = LOW_SCORE
-    elif spread > config.max_spread_m:
+    place = zz[use][ground <= config.agree_radius_m]
+    # over the entries used, the rest at their expected ratio: the same figure however deep
+    # the search went (the node, ``liploc localize`` and evaluation search to other depths)
+    confidence = evidence.place_probability(place, zz[use], entries)
+    if spread > config.max_spread_m:
         reason = DISAGREE
-    elif confidence < config.min_confidence:
+    elif confidence < config.target_precision:
         reason = AMBIGUOUS
     else:
         reason = ""
@@ -202,11 +217,12 @@ def estimate_pose(
         pose=best.copy() if ok else None,
         covariance=cov,
         confidence=confidence,
-        score=best_score,
+        score=float(sc[use[0]]),
         indices=kept_idx,
         scores=kept_sc,
         spread_m=spread,
         weights=weights,
+        used=idx[use].copy(),
         best_pose=best.copy(),
     )
 
@@ -218,8 +234,7 @@ def best_places(keyframes: np.ndarray, valid: np.ndarray, top_k: int) -> np.ndar
     if rows.size == 0:
         return rows
     kf = keyframes[rows]
-    _, first = np.unique(kf, return_index=True)
-    chosen = kf[np.sort(first)[:top_k]]
+    chosen = kf[first_of_each_place(kf, top_k)]
     return rows[np.isin(kf, chosen)]
 
 

@@ -4,7 +4,8 @@ Two questions, kept apart:
 
 - **Retrieval** (the LIP-Loc protocol): Recall@K at a distance threshold (20 m) over every
   frame with ground truth, fix or no fix: a frame succeeds at K when one of its K best map
-  entries lies within the threshold of its true position. Distances are in the ground plane
+  scans (keyframes: the crops of one scan count once, as in ``liploc eval``) lies within the
+  threshold of its true position. Distances are in the ground plane
   (x, y of ``T_map_lidar``, z up), the correct variant of the authors' evaluation (see
   :mod:`liploc_ros.training.metrics`, whose :class:`Retrieval` computes the recall).
 - **Published poses**: how many frames got a fix, what fraction of the fixes lies within the
@@ -23,6 +24,7 @@ import numpy as np
 from liploc_ros.localization.estimate import REASONS, PoseEstimate
 from liploc_ros.localization.localizer import STAGES
 from liploc_ros.mapdb import MapDatabase
+from liploc_ros.mapdb.places import RECALL_COUNTS, first_of_each_place
 from liploc_ros.training.metrics import Retrieval
 
 #: the paper's success threshold (m)
@@ -46,13 +48,20 @@ class FrameRecord:
         return self.estimate.stamp
 
 
-def retrieved_positions(records: Sequence[FrameRecord], database: MapDatabase) -> np.ndarray:
+def retrieved_positions(
+    records: Sequence[FrameRecord], database: MapDatabase, *, places: bool = False
+) -> np.ndarray:
     """(N, K, 3) positions of every frame's retrieved entries (NaN where none), K the
-    deepest retrieval of the run."""
+    deepest retrieval of the run; with ``places``, of its retrieved distinct scans (the
+    best crop of each keyframe, best first: the ranking Recall@K counts)."""
     depth = max((len(r.estimate.indices) for r in records), default=0)
     idx = np.full((len(records), depth), -1, np.int64)
     for row, rec in enumerate(records):
-        idx[row, : len(rec.estimate.indices)] = rec.estimate.indices
+        found = np.asarray(rec.estimate.indices, np.int64)
+        found = found[found >= 0]
+        if places:
+            found = found[first_of_each_place(database.keyframes[found])]
+        idx[row, : len(found)] = found
     out = np.full((*idx.shape, 3), np.nan)
     valid = idx >= 0
     out[valid] = database.positions[idx[valid]]
@@ -123,7 +132,8 @@ def summarize(
     out["frames_with_ground_truth"] = int(has_truth.sum())
     if not has_truth.any():
         return out
-    dist = ground_distances(truth, retrieved_positions(records, database))[has_truth]
+    dist = ground_distances(truth, retrieved_positions(records, database, places=True))
+    dist = dist[has_truth]
     retrieval = Retrieval(
         indices=np.zeros(dist.shape, np.int64),
         scores=np.zeros(dist.shape, np.float32),
@@ -143,6 +153,7 @@ def summarize(
             "threshold_m": float(threshold_m),
             "distance": "ground (x, y of T_map_lidar)",
             "recall": {f"@{k}": retrieval.recall_at(k) if k <= depth else None for k in ks},
+            "recall_counts": RECALL_COUNTS,
             "median_error_m": float(np.median(fix_err)) if fix_err.size else None,
             "median_top1_error_m": float(np.median(top1)),
             "fixes_with_ground_truth": int(fixed.sum()),

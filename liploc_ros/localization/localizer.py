@@ -13,9 +13,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from liploc_ros.errors import ConfigError, MapError, ModelMismatchError
+from liploc_ros.errors import ConfigError, ModelMismatchError
+from liploc_ros.localization.calibration import evidence_for
 from liploc_ros.localization.config import DEFAULT_CONFIG, LocalizerConfig
 from liploc_ros.localization.estimate import PoseEstimate, estimate_pose
+from liploc_ros.localization.evidence import EvidenceModel
+from liploc_ros.localization.scores import embedding_stats, standardized
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.model.inference import Embedder
 from liploc_ros.preprocess.camera import ColorOrder
@@ -29,8 +32,85 @@ def _ms(seconds: float) -> float:
     return 1000.0 * seconds
 
 
+class FrameEstimator:
+    """Embedded camera frames -> single-frame estimates in one map: the retrieval and the
+    estimate, everything of a frame but its encoder.
+
+    The one single-frame path: the localizer node and ``liploc localize`` reach it through
+    :class:`Localizer`, ``liploc eval`` and the benchmarks with embeddings they computed,
+    so all of them decide alike.
+    """
+
+    def __init__(
+        self,
+        database: MapDatabase,
+        config: LocalizerConfig = DEFAULT_CONFIG,
+        evidence: EvidenceModel | None = None,
+    ) -> None:
+        """``evidence``: what the map's scores mean (None: its calibration, or the
+        conservative model with :attr:`calibration_warning` saying why)."""
+        self.database = database
+        self.config = config
+        if evidence is None:
+            evidence, self.calibration_warning = evidence_for(database)
+        else:
+            self.calibration_warning = ""
+        self.evidence = evidence
+        self._mean, self._cov = embedding_stats(np.asarray(database.embeddings))
+
+    def depth(self, k: int | None = None) -> int:
+        """Entries retrieved per frame: every crop heading of the ``top_k`` best keyframes
+        may be among the best entries, and ``k`` asks for more (Recall@K)."""
+        top = self.config.top_k * max(1, self.database.entries_per_keyframe)
+        return top if k is None else max(int(k), top)
+
+    def estimate_batch(
+        self,
+        queries: np.ndarray,
+        stamps: Sequence[float] | np.ndarray,
+        *,
+        k: int | None = None,
+        timings_ms: Mapping[str, float] | None = None,
+    ) -> list[PoseEstimate]:
+        """(B, D) camera embeddings -> one estimate per frame, in order. ``k``: entries
+        retrieved for the result's ``indices`` (the estimate uses the ``top_k`` best
+        keyframes). The search time is the batch's divided by its size; ``timings_ms``
+        (stages the caller timed before) are added to every frame's timings and total."""
+        q = np.asarray(queries, np.float32)
+        n = len(q)
+        if n != len(stamps):
+            raise ConfigError(f"estimate_batch: {n} queries but {len(stamps)} stamps")
+        if n == 0:
+            return []
+        t0 = time.perf_counter()
+        found = self.database.search(q, self.depth(k))
+        shared = {**(timings_ms or {}), "search": _ms(time.perf_counter() - t0) / n}
+        z = standardized(q, found.scores, self._mean, self._cov)
+        out = []
+        for i in range(n):
+            t1 = time.perf_counter()
+            est = estimate_pose(
+                found.indices[i], found.scores[i], found.poses[i], stamps[i], self.config,
+                z=z[i], evidence=self.evidence, entries=len(self.database),
+                keyframes=self._keyframes_of(found.indices[i]), depth=self.depth(),
+            )  # fmt: skip
+            timings = {**shared, "estimate": _ms(time.perf_counter() - t1)}
+            timings["total"] = sum(timings.values())
+            out.append(dataclasses.replace(est, timings_ms=timings))
+        return out
+
+    def _keyframes_of(self, indices: np.ndarray) -> np.ndarray | None:
+        """Keyframe ids of retrieved entries (-1 for none); None for a one-crop map, whose
+        entries are their own keyframes."""
+        if self.database.entries_per_keyframe <= 1:
+            return None
+        idx = np.asarray(indices, np.int64)
+        return np.where(idx >= 0, self.database.keyframes[np.maximum(idx, 0)], -1)
+
+
 class Localizer:
-    """Localizes camera frames in one map with one model (the map's own)."""
+    """Localizes camera frames in one map with one model (the map's own): the camera
+    encoder in front of a :class:`FrameEstimator`."""
 
     def __init__(
         self,
@@ -46,8 +126,15 @@ class Localizer:
                 f"makes {embedder.embed_dim}-d ones"
             )
         self.embedder = embedder
-        self.database = database
-        self.config = config
+        self.estimator = FrameEstimator(database, config)
+
+    @property
+    def database(self) -> MapDatabase:
+        return self.estimator.database
+
+    @property
+    def config(self) -> LocalizerConfig:
+        return self.estimator.config
 
     @property
     def frame_id(self) -> str:
@@ -86,36 +173,18 @@ class Localizer:
     ) -> list[PoseEstimate]:
         """Frames encoded together (faster offline) -> one estimate per frame, in order.
 
-        ``k`` retrieves more entries than ``config.top_k`` (for Recall@K): the estimate still
-        uses the best ``top_k``, the result lists all ``k``. The preprocess, encode and search
-        timings are the batch's divided by its size (amortised); estimate is per frame.
+        ``k`` retrieves more entries than the estimate uses (for Recall@K): the result lists
+        them all. The preprocess, encode and search timings are the batch's divided by its
+        size (amortised); estimate is per frame.
         """
-        n = len(images)
-        if n != len(stamps):
-            raise ConfigError(f"localize_batch: {n} images but {len(stamps)} stamps")
-        if n == 0:
+        if len(images) != len(stamps):
+            raise ConfigError(f"localize_batch: {len(images)} images but {len(stamps)} stamps")
+        if not images:
             return []
-        # every crop heading of the top_k best keyframes may be among the best entries
-        top = self.config.top_k * max(1, self.database.entries_per_keyframe)
-        depth = top if k is None else max(int(k), top)
-        queries, shared = self.encode(images, order=order)
-        t2 = time.perf_counter()
-        found = self.database.search(queries, depth)
-        shared["search"] = _ms(time.perf_counter() - t2) / n
-        extra = dict(timings_ms or {})
-        query_norms = np.linalg.norm(queries.astype(np.float64), axis=1)
-        out = []
-        for q in range(n):
-            t4 = time.perf_counter()
-            scale = self._scale(found.indices[q], found.scores[q], query_norms[q])
-            est = estimate_pose(
-                found.indices[q], found.scores[q], found.poses[q], stamps[q], self.config,
-                scale=scale, keyframes=self._keyframes_of(found.indices[q]),
-            )  # fmt: skip
-            timings = {**extra, **shared, "estimate": _ms(time.perf_counter() - t4)}
-            timings["total"] = sum(timings.values())
-            out.append(dataclasses.replace(est, timings_ms=timings))
-        return out
+        queries, timings = self.encode(images, order=order)
+        return self.estimator.estimate_batch(
+            queries, stamps, k=k, timings_ms={**(timings_ms or {}), **timings}
+        )
 
     def encode(
         self, images: Sequence[np.ndarray], *, order: ColorOrder = "rgb"
@@ -130,47 +199,3 @@ class Localizer:
         queries = self.embedder.embed_camera(batch)
         t2 = time.perf_counter()
         return queries, {"preprocess": _ms(t1 - t0) / n, "encode": _ms(t2 - t1) / n}
-
-    def estimate(
-        self,
-        indices: np.ndarray,
-        scores: np.ndarray,
-        stamp: float,
-        *,
-        query: np.ndarray | None = None,
-    ) -> PoseEstimate:
-        """Pure step: retrieved entries of this map and their scores -> the estimate.
-
-        ``query``: the frame's embedding, for the cosine temperature's |query|; without it
-        |query| is taken as |best entry| (both heads end in the same LayerNorm'd space).
-        """
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and idx.max() >= len(self.database):
-            raise MapError(
-                f"estimate: entry {int(idx.max())} is not in the map ({len(self.database)} "
-                "entries)"
-            )
-        norm = None if query is None else float(np.linalg.norm(np.asarray(query, np.float64)))
-        scale = self._scale(idx, scores, norm)
-        poses = self.database.poses_at(idx)
-        return estimate_pose(
-            idx, scores, poses, stamp, self.config, scale=scale, keyframes=self._keyframes_of(idx)
-        )
-
-    def _keyframes_of(self, indices: np.ndarray) -> np.ndarray | None:
-        """Keyframe ids of retrieved entries (-1 for none); None for a one-crop map, whose
-        entries are their own keyframes."""
-        if self.database.entries_per_keyframe <= 1:
-            return None
-        idx = np.asarray(indices, np.int64)
-        return np.where(idx >= 0, self.database.keyframes[np.maximum(idx, 0)], -1)
-
-    def _scale(self, indices: np.ndarray, scores: np.ndarray, query_norm: float | None) -> float:
-        """|query| * |best entry| (the cosine temperature's unit); 1 when nothing matched."""
-        sc = np.asarray(scores, np.float64).reshape(-1)
-        valid = (np.asarray(indices) >= 0) & np.isfinite(sc)
-        if not valid.any():
-            return 1.0
-        best = int(np.asarray(indices)[valid][np.argmax(sc[valid])])
-        entry = float(np.linalg.norm(np.asarray(self.database.embeddings[best], np.float64)))
-        return entry * (entry if query_norm is None else float(query_norm))

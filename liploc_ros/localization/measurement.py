@@ -1,33 +1,19 @@
-"""How well a particle's pose explains a camera frame: the measurement model of the filter.
+"""The map as the sequence filter sees it: where its entries are, which way each looks, the
+statistics that standardise a frame's scores, and which entry explains a particle.
 
-**Scores as z-scores over the map.** A raw similarity means little alone: some frames score
-high against everything (a bland street), others low. As in SeqSLAM's contrast enhancement,
-each frame's similarity to entry e is standardised over the whole map,
+A particle at (x, y, yaw) claims that the camera looks from there: the entry that shows
+that view is the nearest one within ``entry_radius_m`` whose heading is within
+``heading_tolerance_deg`` of the particle's (an entry holds the LiDAR crop facing its
+heading). A particle with no such entry is *off the map*: no entry describes where it
+claims to be, so the frame says nothing for or against it (likelihood ratio 1, as for the
+filter's "elsewhere" hypothesis). The score of the frame at the explaining entry,
+standardised over the whole map (:func:`~liploc_ros.localization.calibration.standardized`,
+exact whole-map statistics at O(D^2) per frame, whatever the map's size), is what the
+evidence model (:mod:`~liploc_ros.localization.evidence`) weighs, by the particle's
+distance to the entry.
 
-    z_e = (q . e - q . mu) / sqrt(q^T Sigma q),
-
-with mu and Sigma the mean and covariance of the map's embeddings. Both are computed once
-per map, so the exact whole-map mean and spread of a frame's scores cost O(D^2) per frame
-whatever the map's size, and only the entries near particles are ever scored.
-
-**Likelihood.** A particle at (x, y, yaw) is explained by the map entries within
-``entry_radius_m`` whose heading is within ``heading_tolerance_deg`` (an entry holds the
-LiDAR crop facing its heading: a camera looking elsewhere sees something else). Its
-log-likelihood, relative to "the frame was taken somewhere the map does not describe", is
-
-    log L = max(0, max_e [gain * (z_e - z_break_even) - d_e^2 / (2 position_std^2)])
-
-so a place that matches well (z above the break-even) gains weight, a place that does not
-is no worse than off the map, and a frame that matches nothing (bad light, an unmapped
-street) leaves the posterior as it was instead of destroying it: the robust (outlier
-mixture) form of the likelihood.
-
-**Calibration.** If the z-score of the true place is roughly N(mu1, s^2) and that of other
-places N(0, s^2), the log likelihood ratio is linear in z with slope mu1 / s^2 and crosses 0
-at z = mu1 / 2: the gain and the break-even. :func:`calibrate` measures mu1 and s on drives
-of towns that the benchmarks do not score, and tempers the gain by the frames' correlation
-(consecutive frames are not independent looks: a naive product of their likelihoods is
-overconfident by about their effective sample size).
+The cost per frame is a k-d tree query per particle and one dot product per distinct
+explaining entry: independent of the map's size.
 """
 
 from __future__ import annotations
@@ -41,21 +27,26 @@ from scipy.spatial.transform import Rotation
 
 from liploc_ros.errors import MapError
 from liploc_ros.localization.motion import wrap
+from liploc_ros.localization.scores import embedding_stats
 from liploc_ros.localization.sequence_config import SequenceConfig
 from liploc_ros.mapdb import MapDatabase
-
-#: rows used for the embedding statistics (a deterministic subsample of bigger maps)
-_STATS_ROWS = 65_536
 
 
 @dataclass(frozen=True)
 class ParticleScores:
     """A frame's measurement of every particle."""
 
-    #: (N,) log-likelihood relative to off-map (>= 0)
-    log_likelihood: np.ndarray
-    #: (N,) the map entry explaining each particle (-1: none)
+    #: (N,) the map entry explaining each particle (-1: none, off the map)
     entry: np.ndarray
+    #: (N,) the frame's standardised score at that entry (NaN: none)
+    z: np.ndarray
+    #: (N,) the particle's ground distance to that entry (m; NaN: none)
+    distance: np.ndarray
+
+    @property
+    def covered(self) -> np.ndarray:
+        """(N,) bool: the particle is on the map (an entry explains it)."""
+        return self.entry >= 0
 
 
 class MapField:
@@ -99,97 +90,28 @@ class MapField:
             out[valid] = ((emb @ q - mean) / std)[inverse]
         return out
 
+    def explaining(self, particles: np.ndarray) -> np.ndarray:
+        """(N,) the entry explaining each (x, y, yaw) particle: the nearest within
+        ``entry_radius_m`` facing within ``heading_tolerance_deg`` (-1: off the map)."""
+        cfg = self.config
+        p = np.asarray(particles, np.float64).reshape(-1, 3)
+        k = min(cfg.neighbours * self.per_keyframe, len(self))
+        _, idx = self.tree.query(p[:, :2], k=k, distance_upper_bound=cfg.entry_radius_m)
+        idx = idx.reshape(len(p), k)
+        found = idx < len(self)
+        facing = np.zeros_like(found)
+        rows = np.nonzero(found)[0]
+        facing[found] = np.abs(wrap(self.yaw[idx[found]] - p[rows, 2])) <= math.radians(
+            cfg.heading_tolerance_deg
+        )
+        first = np.argmax(facing, axis=1)  # nearest first: the first facing one
+        all_rows = np.arange(len(p))
+        return np.where(facing[all_rows, first], idx[all_rows, first], -1)
+
     def score(self, query: np.ndarray, particles: np.ndarray) -> ParticleScores:
         """The measurement of (N, 3) particles by the frame whose embedding is ``query``."""
-        cfg = self.config
-        p = np.asarray(particles, np.float64)
-        k = min(cfg.neighbours * self.per_keyframe, len(self))
-        dist, idx = self.tree.query(p[:, :2], k=k, distance_upper_bound=cfg.entry_radius_m)
-        dist, idx = dist.reshape(len(p), k), idx.reshape(len(p), k)
-        found = idx < len(self)
-        idx = np.where(found, idx, -1)
-        heading_ok = np.zeros_like(found)
-        heading_ok[found] = np.abs(wrap(self.yaw[idx[found]] - p[np.nonzero(found)[0], 2])) <= (
-            math.radians(cfg.heading_tolerance_deg)
-        )
-        idx = np.where(heading_ok, idx, -1)
-        z = self.zscores(query, idx)
-        term = cfg.gain * (z - cfg.z_break_even) - dist**2 / (2.0 * cfg.position_std_m**2)
-        term = np.where(idx >= 0, term, -np.inf)
-        best = np.argmax(term, axis=1)
-        rows = np.arange(len(p))
-        best_term = term[rows, best]
-        entry = np.where(np.isfinite(best_term), idx[rows, best], -1)
-        return ParticleScores(np.maximum(best_term, 0.0), entry)
-
-
-def embedding_stats(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and covariance (D, D) of the rows (a fixed subsample of large maps)."""
-    n = len(embeddings)
-    if n > _STATS_ROWS:
-        rows = np.sort(np.random.default_rng(0).choice(n, _STATS_ROWS, replace=False))
-        sample = np.asarray(embeddings[rows], np.float64)
-    else:
-        sample = np.asarray(embeddings, np.float64)
-    mean = sample.mean(axis=0)
-    centred = sample - mean
-    cov = centred.T @ centred / max(len(sample) - 1, 1)
-    # a map of one entry (or identical ones) has no spread: keep the z-scores finite
-    cov[np.diag_indices_from(cov)] += 1e-9 * max(float(np.trace(cov)) / len(mean), 1e-12)
-    return mean, cov
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """The measured z-score statistics and the gain and break-even they imply."""
-
-    #: mean and std of the z-score of the true place (nearest entry within 2 m, same heading)
-    match_mean: float
-    match_std: float
-    #: lag-1 autocorrelation of the true place's z-score along the drive
-    correlation: float
-    #: frames measured
-    frames: int
-
-    @property
-    def gain(self) -> float:
-        """Slope of the log likelihood ratio, tempered by the frames' effective sample size."""
-        raw = self.match_mean / max(self.match_std**2, 1e-12)
-        rho = min(max(self.correlation, 0.0), 0.99)
-        return raw * (1.0 - rho) / (1.0 + rho)
-
-    @property
-    def z_break_even(self) -> float:
-        return self.match_mean / 2.0
-
-
-def calibrate(
-    field: MapField, queries: np.ndarray, truth: np.ndarray, *, radius_m: float = 2.0
-) -> Calibration:
-    """Measure the true place's z-scores of ``queries`` (Q, D) whose ground truth ``truth``
-    (Q, 4, 4) is known, against map ``field``."""
-    q = np.asarray(queries, np.float64)
-    t = np.asarray(truth, np.float64)
-    dist, idx = _nearest_same_heading(field, t)
-    keep = dist <= radius_m
-    if keep.sum() < 3:
-        raise MapError("calibration needs at least 3 query frames within reach of the map")
-    z = np.array([field.zscores(q[i], np.array([idx[i]]))[0] for i in np.flatnonzero(keep)])
-    zs = z[1:], z[:-1]
-    corr = float(np.corrcoef(*zs)[0, 1]) if len(z) > 3 else 0.0
-    return Calibration(float(z.mean()), float(z.std()), corr, len(z))
-
-
-def _nearest_same_heading(field: MapField, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per pose, the nearest entry among those facing closest to its heading (a keyframe's
-    crops share one position: the true place is the crop the camera looks along)."""
-    k = min(field.per_keyframe, len(field))
-    dist, idx = field.tree.query(poses[:, :2, 3], k=k)
-    dist, idx = dist.reshape(len(poses), k), idx.reshape(len(poses), k)
-    yaw = np.arctan2(poses[:, 1, 0], poses[:, 0, 0])
-    turn = np.abs(wrap(field.yaw[idx] - yaw[:, None]))
-    # nearest first, then best heading among entries at (nearly) that distance
-    cost = np.round(dist, 3) * 1e3 + turn
-    pick = np.argmin(cost, axis=1)
-    rows = np.arange(len(poses))
-    return dist[rows, pick], idx[rows, pick]
+        p = np.asarray(particles, np.float64).reshape(-1, 3)
+        entry = self.explaining(p)
+        xy = self.xy[np.maximum(entry, 0)]
+        distance = np.where(entry >= 0, np.hypot(*(xy - p[:, :2]).T), np.nan)
+        return ParticleScores(entry, self.zscores(query, entry), distance)

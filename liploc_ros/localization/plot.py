@@ -104,3 +104,29 @@ def save_error_figure(
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(True, lw=0.3, alpha=0.5)
     return _save(fig, path)
+
+
+def save_precision_curve(
+    path: str | Path, curves: dict[str, dict[str, list[float | None]]], *, title: str = ""
+) -> Path:
+    """Precision (20 m) against fix ratio over a sweep of the gate's target, one line per
+    run (``curves``: label -> :func:`~liploc_ros.localization.track_metrics.precision_curve`),
+    the 99% precision line dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.8), dpi=110)
+    for label, curve in curves.items():
+        pts = [(f, p) for f, p in zip(curve["fix_ratio"], curve["precision"], strict=True)
+               if f is not None and p is not None]  # fmt: skip
+        if pts:
+            f, p = zip(*pts, strict=True)
+            ax.plot(f, p, marker="o", ms=3, lw=1.2, label=label)
+    ax.axhline(0.99, color=GREY, ls="--", lw=0.8, label="99% precision")
+    ax.set_xlabel("fix ratio (frames with a published pose)")
+    ax.set_ylabel("precision (fixes within 20 m)")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(min(0.8, ax.get_ylim()[0]), 1.005)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, Path(path))

@@ -1,30 +1,38 @@
-"""Sequence localization: Monte Carlo localization fusing odometry with map retrieval.
+"""Sequence localization: Monte Carlo localization fusing odometry with map retrieval, and
+publishing a pose only when the evidence says it is right with the target probability.
 
-A camera frame alone is a noisy place recogniser; a vehicle also knows how far and which
-way it moved since the previous frame. :class:`SequenceLocalizer` is a particle filter over
-the sensor's ground pose (x, y, yaw) in the map frame, in the manner of AMCL:
+:class:`SequenceLocalizer` is a particle filter over the sensor's ground pose (x, y, yaw)
+in the map frame, in the manner of AMCL, beside one explicit hypothesis more:
+**elsewhere**, the vehicle at a place no particle holds: off the map, or on a part of it
+the particles have not found. Its mass starts at 1 (no prior: the filter finds itself) and
+it explains every frame no better and no worse than chance (likelihood ratio 1).
 
 1. **Predict**: every particle moves by the odometry with noise that grows with the motion
-   (:mod:`~liploc_ros.localization.motion`), or by a bounded random walk without odometry.
-2. **Inject** (augmented MCL with sensor resetting): a share of particles is replaced by new
-   ones drawn at the frame's top-k retrieved map entries; the share grows when the
-   short-term mean likelihood falls below the long-term one (a kidnap, a wrong street),
-   and is all of them at start and after :meth:`reset`. So the filter needs no prior.
-3. **Weigh** each particle by how well the map entries near it explain the frame
-   (:mod:`~liploc_ros.localization.measurement`).
+   (:mod:`~liploc_ros.localization.motion`), or by a bounded random walk without odometry;
+   ``kidnap_probability`` per metre of the particles' mass flows to elsewhere.
+2. **Weigh** each particle by the evidence of the entry that explains it
+   (:mod:`~liploc_ros.localization.measurement`, :mod:`~liploc_ros.localization.evidence`):
+   the map's calibrated log-likelihood ratio of the frame's standardised score there,
+   tempered by the metres driven since the previous frame. A particle no entry explains
+   (beyond the map's coverage, or facing where no crop looks) is off the map: ratio 1. A
+   place that scores like elsewhere loses weight to it: odometry carrying particles off the
+   map, or frames that match no place, hand the posterior to elsewhere.
+3. **Inject** (sensor resetting): a few particles are drawn at the frame's top-k retrieved
+   entries, each carrying elsewhere's prior mass of its entry (``1 / entries`` of it,
+   divided by the draw's probability) times its evidence. A map ten times bigger gives each
+   place a tenth of the prior: a look-alike among more places needs more evidence to win.
 4. **Estimate** from the dominant mode (:mod:`~liploc_ros.localization.particles`), never
-   the mean of two streets; then resample (low variance).
+   the mean of two streets, then resample the particles (elsewhere keeps its mass).
 
-A fix is published only while *tracking*: the mode holds at least ``min_mode_weight`` of
-the weight, its spread is at most ``max_position_std_m``, and the recent *support* (how far
-above the break-even z-score the mode's particles are explained, averaged over frames) is
-at least ``min_support``. The last gate is what stops fixes off the map: odometry keeps a
-cloud of particles tight anywhere, but only the map can say it is in the right place.
-The states are ``initializing`` (never tracked yet), ``tracking`` and ``lost``.
+A fix is published only when the dominant mode holds at least ``target_precision`` of the
+posterior, against every other mode and elsewhere together: hypotheses that explain the
+same frames (a mirror driving the other way further along the road, the other lane, a
+look-alike street) stay apart as modes until turns, the road network (a hypothesis driving
+off the mapped roads is off the map) and the scores separate them. ``offmap_probability``
+is elsewhere's mass plus the off-map particles'.
 
 z, roll and pitch of the published pose come from the map entry nearest to the mode. The
-cost per frame is linear in the particle count and independent of the map's size: the
-retrieval goes through the map's index and the particles' neighbours through a k-d tree.
+cost per frame is linear in the particle count and independent of the map's size.
 """
 
 from __future__ import annotations
@@ -32,73 +40,68 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from liploc_ros.errors import ConfigError, MapError
 from liploc_ros.localization.config import DEFAULT_CONFIG, LocalizerConfig
-from liploc_ros.localization.estimate import INITIALIZING, LOST, UNCERTAIN, PoseEstimate
+from liploc_ros.localization.estimate import (
+    INITIALIZING,
+    LOST,
+    MISMATCH,
+    OFF_MAP,
+    UNCERTAIN,
+    PoseEstimate,
+)
+from liploc_ros.localization.evidence import EvidenceModel
+from liploc_ros.localization.filter_status import FilterStatus, TrackState
+from liploc_ros.localization.fix_gate import GateInputs, GateRule
 from liploc_ros.localization.measurement import MapField
 from liploc_ros.localization.motion import Motion, apply_odometry, random_walk, wrap
 from liploc_ros.localization.particles import (
     Mode,
     dominant_mode,
     effective_count,
-    normalized,
     systematic_resample,
 )
 from liploc_ros.localization.sequence_config import DEFAULT_SEQUENCE_CONFIG, SequenceConfig
 from liploc_ros.mapdb import MapDatabase
 
-#: log-likelihoods are clipped here before exponentiation (the mean likelihood's averages)
-_MAX_LOG = 50.0
-
-
-class TrackState(str, Enum):
-    """Where the filter stands."""
-
-    INITIALIZING = "initializing"
-    TRACKING = "tracking"
-    LOST = "lost"
-
 
 @dataclass(frozen=True)
-class FilterStatus:
-    """The filter after its latest frame (diagnostics, markers)."""
+class _Gate:
+    """What the fix gate reads of a frame's posterior."""
 
-    state: TrackState
-    #: Kish's effective particle count of the latest weights
-    effective_particles: float
-    #: share of the weight in the dominant mode
-    mode_weight: float
-    #: averaged support (z-score units above break-even) of the mode
-    support: float
-    #: particles injected at the latest frame
-    injected: int
-    #: frames seen and frames tracked since the filter was made or reset
-    frames: int
-    tracked_frames: int
-
-    @property
-    def tracked_share(self) -> float:
-        return self.tracked_frames / self.frames if self.frames else 0.0
+    mode: Mode
+    #: elsewhere's mass plus the off-map particles'
+    offmap: float
+    #: this frame's untempered evidence at the mode (mass-weighted)
+    frame_evidence: float
 
 
 class SequenceLocalizer:
-    """A particle filter over (x, y, yaw) in one map; feed it frames in time order."""
+    """A particle filter over (x, y, yaw) in one map; feed it frames in time order.
+
+    ``evidence``: what the map's scores mean (its calibration's
+    :meth:`~liploc_ros.localization.calibration.ScoreCalibration.evidence`, see
+    :func:`~liploc_ros.localization.calibration.evidence_for`).
+    """
 
     def __init__(
         self,
         database: MapDatabase,
+        evidence: EvidenceModel,
         config: SequenceConfig = DEFAULT_SEQUENCE_CONFIG,
         localizer_config: LocalizerConfig = DEFAULT_CONFIG,
     ) -> None:
         if not isinstance(config, SequenceConfig):
             raise ConfigError(f"config must be a SequenceConfig, not {type(config).__name__}")
+        if not isinstance(evidence, EvidenceModel):
+            raise ConfigError(f"evidence must be an EvidenceModel, not {type(evidence).__name__}")
         self.database = database
+        self.evidence = evidence
         self.config = config
         self.localizer_config = localizer_config
         self.field = MapField(database, config)
@@ -109,16 +112,13 @@ class SequenceLocalizer:
 
     def reset(self) -> None:
         """Forget everything: the next frame starts global localization from scratch."""
-        self._particles: np.ndarray | None = None
-        self._log_w: np.ndarray | None = None
+        self._particles = np.zeros((0, 3))
+        self._log_w = np.zeros(0)  # log posterior mass of each particle
+        self._log_elsewhere = 0.0  # log posterior mass of elsewhere (all of it, at first)
         self._state = TrackState.INITIALIZING
-        self._w_slow = 0.0
-        self._w_fast = 0.0
-        # no evidence yet reads as a frame that matches nothing (z = 0): a first fix then
-        # needs a few frames of support, never one lucky frame
-        self._support = -self.config.z_break_even
+        self._held: np.ndarray | None = None  # the tracked mode's x, y, yaw, moved on
         self._last_stamp: float | None = None
-        self._status = FilterStatus(TrackState.INITIALIZING, 0.0, 0.0, 0.0, 0, 0, 0)
+        self._status = FilterStatus(TrackState.INITIALIZING, 0.0, 0.0, 1.0, 0, 0, 0)
 
     @property
     def state(self) -> TrackState:
@@ -131,7 +131,7 @@ class SequenceLocalizer:
     @property
     def particles(self) -> np.ndarray:
         """(N, 3) x, y, yaw after the latest frame (equal weights); empty before any frame."""
-        return np.zeros((0, 3)) if self._particles is None else self._particles.copy()
+        return self._particles.copy()
 
     # ------------------------------------------------------------------------ one frame
 
@@ -161,156 +161,175 @@ class SequenceLocalizer:
             indices = np.asarray(retrieved[0], np.int64).reshape(-1)
             scores = np.asarray(retrieved[1], np.float32).reshape(-1)
         t1 = time.perf_counter()
-        self._predict(stamp, motion)
-        log_prior, injected = self._inject(q, indices)
-        assert self._particles is not None
+        weight = self._predict(stamp, motion)
         measured = self.field.score(q, self._particles)
-        log_lik = measured.log_likelihood
-        prior = normalized(log_prior)
-        weights = normalized(log_prior + log_lik)
-        self._update_averages(log_lik, prior)
-        mode = dominant_mode(self._particles, weights, cfg.mode_radius_m, cfg.mode_yaw_deg)
-        self._support += cfg.support_rate * (self._mode_support(q, mode) - self._support)
-        estimate = self._decide(mode, stamp, indices, scores)
-        n_eff = effective_count(weights)
-        self._resample_if_needed(weights, n_eff)
+        covered = measured.covered
+        raw = np.where(covered, np.nan_to_num(self.evidence.llr(measured.z, measured.distance)),
+                       0.0)  # fmt: skip
+        self._weigh(weight * raw)
+        injected = self._inject(q, indices, weight)
+        covered = np.concatenate([covered, np.ones(injected, bool)])
+        raw = np.concatenate([raw, self._injected_llr])
+        mass, elsewhere = self._normalize()
+        mode = dominant_mode(
+            self._particles, np.where(covered, mass, 0.0), cfg.mode_radius_m, cfg.mode_yaw_deg
+        )
+        if self._switched(mode):
+            mass, elsewhere = self._hand_back(mass, elsewhere)
+            mode = replace(mode, weight=float(mass[mode.members].sum()))
+        offmap = elsewhere + float(mass[~covered].sum())
+        members = np.where(mode.members, mass, 0.0)
+        share = members / members.sum() if members.sum() > 0 else members
+        gate = _Gate(mode, offmap, float(share @ raw))
+        estimate = self._decide(gate, stamp, indices, scores)
+        n_eff = effective_count(mass / max(float(mass.sum()), 1e-300))
+        self._resample_if_needed(mass, n_eff)
         frames = self._status.frames + 1
         tracked = self._status.tracked_frames + int(estimate.ok)
         self._status = FilterStatus(
-            self._state, n_eff, mode.weight, self._support, injected, frames, tracked
+            self._state, n_eff, mode.weight, offmap, injected, frames, tracked
         )
         t2 = time.perf_counter()
         timings = {"search": 1000.0 * (t1 - t0), "filter": 1000.0 * (t2 - t1)}
         timings["total"] = timings["search"] + timings["filter"]
-        return _with_timings(estimate, timings)
+        return replace(estimate, timings_ms=timings)
 
-    def _resample_if_needed(self, weights: np.ndarray, n_eff: float) -> None:
-        """Resample to ``particles`` when the weights degenerate or the injected particles
-        have grown the set by half; else carry the weights, so that a hypothesis injected
-        with a small prior keeps gathering evidence over several frames instead of being
-        dropped at once (the posterior then remembers its alternatives, as a grid would)."""
-        assert self._particles is not None
-        n = self.config.particles
-        if n_eff < 0.5 * n or len(self._particles) > 1.5 * n:
-            keep = systematic_resample(weights, n, self._gen)
-            self._particles = self._particles[keep]
-            self._log_w = None
-        else:
-            self._log_w = np.log(np.maximum(weights, 1e-300))
-
-    def _mode_support(self, query: np.ndarray, mode: Mode) -> float:
-        """How well the map explains the frame at the mode: the z-score, above break-even,
-        of the entries nearest to the mode's pose (mean of the few within reach, headings
-        alike). Deliberately not the particles' best-of-neighbours score, which a frame from
-        anywhere earns somewhere."""
+    def _predict(self, stamp: float, motion: Motion | None) -> float:
+        """Move the particles; hand the kidnap share of their mass to elsewhere. Returns the
+        weight of this frame's evidence (its metres, tempered)."""
         cfg = self.config
-        k = min(3 * self.field.per_keyframe, len(self.field))
-        dist, idx = self.field.tree.query(mode.pose[:2], k=k)
-        idx = np.atleast_1d(idx)[np.atleast_1d(dist) <= cfg.entry_radius_m]
-        idx = idx[
-            np.abs(wrap(self.field.yaw[idx] - mode.pose[2]))
-            <= math.radians(cfg.heading_tolerance_deg)
-        ]
-        if idx.size == 0:
-            return -cfg.z_break_even
-        return float(np.mean(self.field.zscores(query, idx))) - cfg.z_break_even
-
-    def _predict(self, stamp: float, motion: Motion | None) -> None:
-        if self._particles is not None:
+        step: float | None = None
+        if len(self._particles):
             if motion is not None:
-                self._particles = apply_odometry(self._particles, motion, self.config, self._gen)
+                self._particles = apply_odometry(self._particles, motion, cfg, self._gen)
+                step = motion.translation
+                if self._held is not None:
+                    self._held = _moved(self._held, motion)
             else:
                 dt = stamp - self._last_stamp if self._last_stamp is not None else 0.0
-                self._particles = random_walk(self._particles, dt, self.config, self._gen)
+                self._particles = random_walk(self._particles, dt, cfg, self._gen)
+            metres = self.evidence.frame_step_m if step is None else step
+            kidnap = 1.0 - (1.0 - cfg.kidnap_probability) ** metres
+            if kidnap > 0.0:
+                moved = _logsumexp(self._log_w) + math.log(kidnap)
+                self._log_elsewhere = float(np.logaddexp(self._log_elsewhere, moved))
+                self._log_w = self._log_w + math.log1p(-kidnap)
         self._last_stamp = float(stamp)
+        return self.evidence.temper(step)
 
-    def _inject(self, query: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, int]:
-        """Add particles drawn at the retrieved entries; returns every particle's log prior.
+    def _weigh(self, llr: np.ndarray) -> None:
+        """Weigh the particles by this frame's tempered evidence; the particles' gain against
+        elsewhere, where they gained, counts only ``evidence.scale`` of it (the relative
+        weights among them are the full evidence's): see the module docstring."""
+        if not len(self._log_w):
+            return
+        before = _logsumexp(self._log_w)
+        self._log_w = self._log_w + llr
+        gain = _logsumexp(self._log_w) - before
+        if gain > 0.0:
+            self._log_w = self._log_w - (1.0 - self.evidence.scale) * gain
 
-        The prediction's prior is a mixture: with probability 1 - eps the vehicle moved as
-        the odometry says, with eps it is anywhere on the map (a kidnap), eps growing when
-        the likelihood falls (augmented MCL). The injected particles sample that "anywhere"
-        where the frame matches, so each carries the importance weight of the uniform prior
-        over the map's M entries against the draw's probability: eps / M / p(entry) / n.
-        Without it the top matches of every frame would be handed prior mass they have not
-        earned, and a look-alike street would take over the posterior.
-        """
+    def _switched(self, mode: Mode) -> bool:
+        """Whether the dominant mode is another hypothesis than the one last tracked (beyond
+        the mode radius or heading window of where the tracked one has moved since, tracked
+        still or lost): a look-alike or the mirror that took the posterior over."""
+        if self._held is None:
+            return False
+        cfg = self.config
+        apart = float(np.hypot(*(mode.pose[:2] - self._held[:2]))) > cfg.mode_radius_m
+        turned = abs(float(wrap(mode.pose[2] - self._held[2]))) > math.radians(cfg.mode_yaw_deg)
+        return apart or turned
+
+    def _hand_back(self, mass: np.ndarray, elsewhere: float) -> tuple[np.ndarray, float]:
+        """After a switch: the posterior's confidence of being on the map was earned by
+        the hypothesis now lost, so half of it goes back to elsewhere; the new one must earn
+        it again at the map's evidence scale, as a first fix does."""
+        self._held = None
+        self._state = TrackState.LOST
+        if elsewhere >= _HAND_BACK:
+            return mass, elsewhere
+        mass = mass * (1.0 - _HAND_BACK) / max(float(mass.sum()), 1e-300)
+        self._log_w = np.log(np.maximum(mass, 1e-300))
+        self._log_elsewhere = math.log(_HAND_BACK)
+        return mass, _HAND_BACK
+
+    def _inject(self, query: np.ndarray, indices: np.ndarray, weight: float) -> int:
+        """Draw particles at the retrieved entries from elsewhere's prior (see the module
+        docstring); the first frame draws all of them. Returns how many."""
         cfg = self.config
         sites = indices[indices >= 0]
-        first = self._particles is None
+        first = len(self._particles) == 0
+        self._injected_llr = np.zeros(0)
         if sites.size == 0:
             if first:
                 raise MapError("the first frame retrieved no map entry: nothing to start from")
-            return self._carried_log_weights(), 0
-        if first:
-            eps, count = 1.0, cfg.particles
-        else:
-            ratio = self._w_fast / self._w_slow if self._w_slow > 0 else 1.0
-            eps = min(max(cfg.kidnap_probability, 1.0 - ratio), cfg.inject_max_fraction)
-            count = max(1, round(cfg.inject_fraction * cfg.particles))
-            if eps <= 0.0:  # kidnap_probability 0 while tracking well: no mass to inject
-                return self._carried_log_weights(), 0
-        z = self.field.zscores(query, sites)
-        p = np.exp(cfg.gain * (z - np.nanmax(z)))
-        p = np.where(np.isfinite(p), p, 0.0)
-        p = p / p.sum() if p.sum() > 0 else np.full(len(sites), 1.0 / len(sites))
+            return 0
+        count = cfg.particles if first else max(1, round(cfg.inject_fraction * cfg.particles))
+        llr = weight * np.nan_to_num(self.evidence.llr(self.field.zscores(query, sites)))
+        p = np.exp(llr - llr.max())
+        p /= p.sum()
         draw = self._gen.choice(len(sites), size=count, p=p)
         chosen = sites[draw]
         new = np.empty((count, 3))
-        new[:, :2] = self.field.xy[chosen] + cfg.inject_position_std_m * self._gen.standard_normal(
-            (count, 2)
-        )
-        new[:, 2] = wrap(
-            self.field.yaw[chosen]
-            + math.radians(cfg.inject_yaw_std_deg) * self._gen.standard_normal(count)
-        )
-        log_new = math.log(eps / len(self.field) / count) - np.log(p[draw])
-        if first:
-            self._particles = new
-            return log_new, count
-        assert self._particles is not None
-        log_old = self._carried_log_weights() + math.log(1.0 - eps)
+        noise = self._gen.standard_normal((count, 3))
+        new[:, :2] = self.field.xy[chosen] + cfg.inject_position_std_m * noise[:, :2]
+        turn = math.radians(cfg.inject_yaw_std_deg) * noise[:, 2]
+        new[:, 2] = wrap(self.field.yaw[chosen] + turn)
+        prior = self._log_elsewhere - math.log(len(self.field)) - math.log(count)
+        gain = llr[draw]
+        log_new = prior - np.log(p[draw]) + np.where(gain > 0, self.evidence.scale * gain, gain)
         self._particles = np.concatenate([self._particles, new])
-        return np.concatenate([log_old, log_new]), count
+        self._log_w = np.concatenate([self._log_w, log_new])
+        self._injected_llr = llr[draw] / max(weight, 1e-12)
+        return count
 
-    def _carried_log_weights(self) -> np.ndarray:
-        """The current particles' normalised log weights (uniform right after resampling)."""
-        assert self._particles is not None
-        if self._log_w is None or len(self._log_w) != len(self._particles):
-            return np.full(len(self._particles), -math.log(len(self._particles)))
-        return self._log_w
+    def _normalize(self) -> tuple[np.ndarray, float]:
+        """Particle masses and elsewhere's, summing to 1 (log-sum-exp)."""
+        total = float(np.logaddexp(_logsumexp(self._log_w), self._log_elsewhere))
+        self._log_w = self._log_w - total
+        self._log_elsewhere -= total
+        return np.exp(self._log_w), math.exp(self._log_elsewhere)
 
-    def _update_averages(self, log_lik: np.ndarray, prior: np.ndarray) -> None:
-        """Thrun's w_slow / w_fast: the prior-weighted mean likelihood, long and short."""
-        cfg = self.config
-        mean_lik = float(prior @ np.exp(np.minimum(log_lik, _MAX_LOG)))
-        if self._w_slow == 0.0:
-            self._w_slow = self._w_fast = mean_lik
-        else:
-            self._w_slow += cfg.alpha_slow * (mean_lik - self._w_slow)
-            self._w_fast += cfg.alpha_fast * (mean_lik - self._w_fast)
+    def _resample_if_needed(self, mass: np.ndarray, n_eff: float) -> None:
+        """Resample to ``particles`` when the weights degenerate or the injected particles
+        have grown the set by half; their total mass stays theirs (elsewhere keeps its own).
+        Else the weights carry over, so that a hypothesis injected with a small prior keeps
+        gathering evidence over several frames instead of being dropped at once."""
+        n = self.config.particles
+        if n_eff < 0.5 * n or len(self._particles) > 1.5 * n:
+            total = float(mass.sum())
+            keep = systematic_resample(mass / total, n, self._gen)
+            self._particles = self._particles[keep]
+            self._log_w = np.full(n, math.log(max(total, 1e-300) / n))
 
     def _decide(
-        self, mode: Mode, stamp: float, indices: np.ndarray, scores: np.ndarray
+        self, gate: _Gate, stamp: float, indices: np.ndarray, scores: np.ndarray
     ) -> PoseEstimate:
-        cfg = self.config
-        confident = mode.weight >= cfg.min_mode_weight and mode.position_std <= (
-            cfg.max_position_std_m
-        )
-        # hysteresis: a track is taken up on stronger support than it is kept with
-        needed = cfg.min_support if self._state is TrackState.TRACKING else cfg.lock_support
-        supported = self._support >= needed
-        if confident and supported:
+        """The fix gate (:mod:`~liploc_ros.localization.fix_gate`) and the estimate."""
+        cfg, mode = self.config, gate.mode
+        rule = GateRule(cfg.target_precision, cfg.max_position_std_m, self.evidence.frame_floor,
+                        cfg.keep_probability)  # fmt: skip
+        inputs = GateInputs(mode.weight, mode.position_std, gate.frame_evidence)
+        was_tracking = self._state is TrackState.TRACKING
+        tracking, ok, why = rule.decide(was_tracking, inputs)
+        if tracking:
             self._state = TrackState.TRACKING
+            self._held = mode.pose.copy()
+        elif was_tracking:
+            # the place stays held (moved with the odometry): taken up again there, the
+            # track goes on; another hypothesis dominating first is a switch (hand-back)
+            self._state = TrackState.LOST
+        if ok:
             reason = ""
+        elif why == "mismatch":
+            reason = MISMATCH
+        elif self._state is TrackState.INITIALIZING:
+            reason = INITIALIZING
+        elif gate.offmap >= mode.weight:
+            reason = OFF_MAP
         else:
-            if self._state is TrackState.TRACKING:
-                self._state = TrackState.LOST
-            reason = INITIALIZING if self._state is TrackState.INITIALIZING else LOST
-            if self._state is TrackState.LOST and supported and not confident:
-                reason = UNCERTAIN
+            reason = UNCERTAIN if why == "uncertain" else LOST
         pose = self._pose_of(mode.pose)
-        ok = not reason
         finite = np.isfinite(scores)
         return PoseEstimate(
             stamp=float(stamp),
@@ -325,6 +344,8 @@ class SequenceLocalizer:
             spread_m=mode.position_std,
             best_pose=pose,
             state=self._state.value,
+            offmap_probability=gate.offmap,
+            frame_evidence=gate.frame_evidence,
         )
 
     def _pose_of(self, xyyaw: np.ndarray) -> np.ndarray:
@@ -356,10 +377,23 @@ class SequenceLocalizer:
         return cov
 
 
-def _with_timings(estimate: PoseEstimate, timings: dict[str, float]) -> PoseEstimate:
-    from dataclasses import replace
+#: the share of the posterior a switch of the dominant hypothesis hands back to elsewhere
+_HAND_BACK = 0.5
 
-    return replace(estimate, timings_ms=timings)
+
+def _moved(pose: np.ndarray, motion: Motion) -> np.ndarray:
+    """x, y, yaw moved by ``motion`` (in its own frame), without noise."""
+    c, s = math.cos(pose[2]), math.sin(pose[2])
+    x = pose[0] + c * motion.dx - s * motion.dy
+    y = pose[1] + s * motion.dx + c * motion.dy
+    return np.array([x, y, float(wrap(pose[2] + motion.dyaw))])
+
+
+def _logsumexp(values: np.ndarray) -> float:
+    if values.size == 0:
+        return -math.inf
+    top = float(values.max())
+    return top + math.log(float(np.exp(values - top).sum()))
 
 
 def motions_from_odometry(odometry: np.ndarray | None, count: int) -> list[Motion | None]:

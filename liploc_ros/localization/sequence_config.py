@@ -1,10 +1,9 @@
 """Settings of the sequence localizer (Monte Carlo localization over x, y, yaw).
 
-One set of values serves every map and model that scores like the demo model; the defaults
-were calibrated on synthetic towns that the benchmark does not score (see
-:mod:`liploc_ros.localization.measurement` for the measurement model's calibration). The
-same fields are the ``sequence`` section of the localizer node's parameters and of
-``liploc localize --config``.
+Every value here is physical (motion noise, radii, particle counts) or a target
+(``target_precision``): none depends on a model's score scale, which comes from the map's
+calibration (:mod:`~liploc_ros.localization.calibration`). The same fields are the
+``sequence`` section of the localizer node's parameters and of ``liploc localize --config``.
 """
 
 from __future__ import annotations
@@ -51,26 +50,21 @@ class SequenceConfig:
     max_gap_s: float = param(
         1.0, "without odometry: the longest gap (s) between frames a random-walk step covers"
     )
-    # --- measurement model
+    # --- measurement model (what the frame's score means comes from the map's calibration)
     entry_radius_m: float = param(
-        5.0, "a particle is explained by the map entries within this ground distance (m)"
+        12.0,
+        "a particle is explained by the nearest map entry within this ground distance (m),"
+        " weighed by its distance to it (the calibration's distance bands); beyond, it is off"
+        " the map",
     )
     heading_tolerance_deg: float = param(
-        45.0, "... whose heading is within this angle (deg) of the particle's (the crop's field)"
+        45.0,
+        "... whose heading is within this angle (deg) of the particle's (the crop's field);"
+        " a particle no entry explains is off the map",
     )
-    neighbours: int = param(8, "map entries considered per particle (nearest first)")
-    position_std_m: float = param(
-        2.0,
-        "std (m) of the measurement's position term: an entry d metres away counts"
-        " d^2 / (2 std^2) less",
-    )
-    gain: float = param(
-        0.5, "log-likelihood per unit of z-score (the calibrated gain, tempered for correlation)"
-    )
-    z_break_even: float = param(
-        0.7, "z-score at which a place explains the frame no better than 'somewhere else'"
-    )
-    # --- global (re-)localization: augmented MCL with sensor resetting
+    neighbours: int = param(8, "nearest map keyframes searched for that entry")
+    # --- global (re-)localization: particles drawn where the frame matches, from the
+    # "elsewhere" hypothesis (off the map, or at a place no particle holds)
     inject_top_k: int = param(
         10, "retrieval depth: new particles are injected at the frame's top-k matches"
     )
@@ -78,16 +72,9 @@ class SequenceConfig:
         0.05, "particles injected every frame at the top-k matches, as a share of particles"
     )
     kidnap_probability: float = param(
-        0.001, "prior probability per frame that the vehicle is elsewhere than odometry says"
-    )
-    inject_max_fraction: float = param(
-        0.3, "largest such probability when the likelihood falls (augmented MCL)"
-    )
-    alpha_slow: float = param(
-        0.01, "averaging rate of the long-term mean likelihood (Thrun's alpha_slow)"
-    )
-    alpha_fast: float = param(
-        0.1, "averaging rate of the short-term mean likelihood (Thrun's alpha_fast; > alpha_slow)"
+        0.0001,
+        "prior probability per metre travelled (per frame without odometry) that the vehicle"
+        " is elsewhere than the odometry says: the flow into the elsewhere hypothesis",
     )
     inject_position_std_m: float = param(2.0, "spread (m) of injected particles around a match")
     inject_yaw_std_deg: float = param(
@@ -98,22 +85,18 @@ class SequenceConfig:
         10.0, "particles within this distance (m) of the mode's centre form it"
     )
     mode_yaw_deg: float = param(45.0, "... and within this heading (deg)")
-    min_mode_weight: float = param(
-        0.7,
-        "fix only when the mode holds at least this share of the weight; also the"
-        " estimate's confidence",
+    target_precision: float = param(
+        0.99,
+        "fix only when the dominant hypothesis holds at least this posterior probability"
+        " against every other (other places, the mirror, the other lane, off the map): the"
+        " share of published fixes that should be right",
     )
-    min_support: float = param(
-        0.2,
-        "fix only while the mode's averaged support (z-score units above break-even) is at"
-        " least this",
+    keep_probability: float = param(
+        0.9,
+        "a track once taken up (at target_precision) is kept while its mode holds at least"
+        " this posterior probability (at most target_precision); below, it is lost and must"
+        " be taken up again",
     )
-    lock_support: float = param(
-        0.5,
-        "support needed to take a track up (initializing or lost): a first fix, or one after"
-        " a loss, asks for more evidence than keeping a track does",
-    )
-    support_rate: float = param(0.2, "averaging rate of the support (per frame)")
     max_position_std_m: float = param(
         5.0, "fix only when the mode's position std (m) is at most this"
     )
@@ -123,7 +106,6 @@ class SequenceConfig:
     def __post_init__(self) -> None:
         self._check_counts()
         self._check_ranges()
-        self._check_relations()
 
     def _check_counts(self) -> None:
         for name in ("particles", "neighbours", "inject_top_k", "seed"):
@@ -138,9 +120,8 @@ class SequenceConfig:
     def _check_ranges(self) -> None:
         positive = (
             "max_speed_mps", "max_gap_s", "entry_radius_m", "heading_tolerance_deg",
-            "position_std_m", "gain", "inject_position_std_m", "inject_yaw_std_deg",
-            "mode_radius_m", "mode_yaw_deg", "max_position_std_m", "min_position_std_m",
-            "min_yaw_std_deg", "alpha_slow", "alpha_fast", "support_rate",
+            "inject_position_std_m", "inject_yaw_std_deg", "mode_radius_m", "mode_yaw_deg",
+            "max_position_std_m", "min_position_std_m", "min_yaw_std_deg",
         )  # fmt: skip
         non_negative = (
             "alpha1", "alpha2", "alpha3", "alpha4", "lateral_noise", "min_step_noise_m",
@@ -153,24 +134,20 @@ class SequenceConfig:
                 if not good or not (value >= 0 if low else value > 0):
                     raise ConfigError(f"sequence.{name} must be a finite number {text}, "
                                       f"got {value!r}")  # fmt: skip
-        shares = ("inject_fraction", "kidnap_probability", "inject_max_fraction",
-                  "min_mode_weight", "alpha_slow", "alpha_fast", "support_rate")  # fmt: skip
-        for name in shares:
+        for name in ("inject_fraction", "kidnap_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"sequence.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("z_break_even", "min_support", "lock_support"):
-            if not math.isfinite(getattr(self, name)):
-                raise ConfigError(f"sequence.{name} must be finite")
+        if not 0.5 <= self.target_precision < 1.0:
+            raise ConfigError(
+                f"sequence.target_precision must be in [0.5, 1), got {self.target_precision}"
+            )
+        if not 0.0 < self.keep_probability <= self.target_precision:
+            raise ConfigError(
+                f"sequence.keep_probability must be in (0, target_precision], got "
+                f"{self.keep_probability}"
+            )
         if self.heading_tolerance_deg > 180 or self.mode_yaw_deg > 180:
             raise ConfigError("sequence angles must be at most 180 deg")
-
-    def _check_relations(self) -> None:
-        if self.kidnap_probability > self.inject_max_fraction:
-            raise ConfigError("sequence.kidnap_probability exceeds inject_max_fraction")
-        if self.lock_support < self.min_support:
-            raise ConfigError("sequence.lock_support must be at least min_support")
-        if self.alpha_slow >= self.alpha_fast:
-            raise ConfigError("sequence.alpha_slow must be smaller than alpha_fast")
 
 
 #: the defaults, shared (configs are frozen)

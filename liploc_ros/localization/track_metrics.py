@@ -9,10 +9,16 @@ single-frame retrieval's top-1 success at the threshold, kept for reference.
 
 :func:`relock` measures recovery: after an event (a kidnap, re-entering the map), the
 distance driven until the fixes are right again, and the wrong fixes in between.
+
+:func:`precision_curve` sweeps the sequence filter's gate target over a run (the filter's
+particles do not depend on it) and :func:`fix_ratio_at_precision` reads the fix ratio a
+precision allows off it, as place-recognition results are compared (recall at 99%
+precision).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from liploc_ros.localization.estimate import PoseEstimate
+from liploc_ros.localization.fix_gate import GateRule, replay_fixes
 
 
 def travelled(truth: np.ndarray) -> np.ndarray:
@@ -107,3 +114,45 @@ def relock(
         if ok[i]:
             wrong += 1
     return {"relock_distance_m": None, "wrong_fixes": wrong}
+
+
+#: the gate targets the precision / fix-ratio curve is drawn at
+CURVE_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.993, 0.995,
+                 0.997, 0.998, 0.999, 0.9995, 0.9999)  # fmt: skip
+
+
+def precision_curve(
+    estimates: Sequence[PoseEstimate],
+    truth: np.ndarray,
+    rule: GateRule,
+    *,
+    threshold_m: float = 20.0,
+    targets: Sequence[float] = CURVE_TARGETS,
+) -> dict[str, list[float | None]]:
+    """The sequence filter's fix ratio and precision at each gate target (its decisions
+    replayed with ``rule``'s other thresholds, :func:`~liploc_ros.localization.fix_gate.
+    replay_fixes`): ``{"target": [...], "fix_ratio": [...], "precision": [...]}`` (precision
+    None where no fix)."""
+    _, err, _ = fix_errors([dataclasses.replace(e, ok=True, pose=e.best_pose)
+                            for e in estimates], truth)  # fmt: skip
+    out: dict[str, list[float | None]] = {"target": [], "fix_ratio": [], "precision": []}
+    judged = np.isfinite(err)
+    for target in targets:
+        fixes = replay_fixes(estimates, dataclasses.replace(rule, target_precision=target))
+        scored = fixes & judged
+        out["target"].append(float(target))
+        out["fix_ratio"].append(float(fixes.mean()) if len(fixes) else None)
+        out["precision"].append(
+            float((err[scored] < threshold_m).mean()) if scored.any() else None
+        )
+    return out
+
+
+def fix_ratio_at_precision(curve: dict[str, list[float | None]], precision: float) -> float:
+    """The largest fix ratio on ``curve`` whose precision is at least ``precision`` (0 when
+    none: no target gave that precision with a fix)."""
+    best = 0.0
+    for ratio, prec in zip(curve["fix_ratio"], curve["precision"], strict=True):
+        if ratio is not None and prec is not None and prec >= precision:
+            best = max(best, ratio)
+    return best

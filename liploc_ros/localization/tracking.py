@@ -19,9 +19,10 @@ import numpy as np
 
 from liploc_ros.errors import ConfigError
 from liploc_ros.localization.estimate import PoseEstimate
+from liploc_ros.localization.filter_status import FilterStatus
 from liploc_ros.localization.localizer import Localizer
 from liploc_ros.localization.motion import Motion
-from liploc_ros.localization.sequence import FilterStatus, SequenceLocalizer
+from liploc_ros.localization.sequence import SequenceLocalizer
 from liploc_ros.localization.sequence_config import DEFAULT_SEQUENCE_CONFIG, SequenceConfig
 from liploc_ros.preprocess.camera import ColorOrder
 
@@ -33,7 +34,12 @@ class TrackingLocalizer:
         self, localizer: Localizer, config: SequenceConfig = DEFAULT_SEQUENCE_CONFIG
     ) -> None:
         self.localizer = localizer
-        self.filter = SequenceLocalizer(localizer.database, config, localizer.config)
+        estimator = localizer.estimator
+        self.filter = SequenceLocalizer(
+            localizer.database, estimator.evidence, config, localizer.config
+        )
+        #: why the map's scores are read with conservative settings ("" when calibrated)
+        self.calibration_warning = estimator.calibration_warning
         self._last_odometry: np.ndarray | None = None
 
     @property

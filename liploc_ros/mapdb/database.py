@@ -11,6 +11,7 @@ second copy.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -135,6 +136,7 @@ class MapDatabase:
         self._path: Path | None = None
         self._search = MapSearch(self._arrays["embeddings"], info.model_name)
         self._format_version: int | None = None
+        self._calibration: dict[str, Any] | None = None
 
     def _check_values(self) -> None:
         """Value checks over every entry (construction only: a loaded map is checksummed)."""
@@ -171,6 +173,21 @@ class MapDatabase:
         quats = Rotation.from_matrix(rot).as_quat() if len(poses) else np.zeros((0, 4))
         return cls(embeddings, poses[:, :3, 3], quats, stamps, info, **kw)
 
+    def subset(self, keep: np.ndarray) -> MapDatabase:
+        """The entries where ``keep`` (N,) is true, as a new in-memory map (exact index;
+        keyframe ids renumbered; the calibration is not carried over: it describes this
+        map, not a part of it)."""
+        mask = np.asarray(keep, bool).reshape(-1)
+        if mask.shape != (len(self),):
+            raise MapError(f"subset: {mask.shape[0]} flags for {len(self)} entries")
+        a = self._arrays
+        return MapDatabase(
+            np.asarray(a["embeddings"])[mask], a["positions"][mask], a["orientations"][mask],
+            a["stamps"][mask], self._info, source_index=a["source_index"][mask],
+            frame_index=a["frame_index"][mask], heading_deg=a["heading_deg"][mask],
+            keyframes=np.unique(a["keyframe"][mask], return_inverse=True)[1],
+        )  # fmt: skip
+
     # ------------------------------------------------------------------------- accessors
 
     def __len__(self) -> int:
@@ -192,6 +209,19 @@ class MapDatabase:
     def path(self) -> Path | None:
         """The file this map was loaded from or last saved to (None: in memory only)."""
         return self._path
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The score calibration stored with the map, as its header holds it (None: none;
+        :func:`liploc_ros.localization.calibration.map_calibration` reads it)."""
+        return None if self._calibration is None else dict(self._calibration)
+
+    def set_calibration(self, data: Mapping[str, Any] | None) -> None:
+        """Attach a score calibration (a JSON-able mapping; None removes it). Saved with the
+        map from the next :meth:`save` on."""
+        if data is not None and not isinstance(data, Mapping):
+            raise MapError(f"calibration must be a mapping, not {type(data).__name__}")
+        self._calibration = None if data is None else json.loads(json.dumps(dict(data)))
 
     @property
     def format_version(self) -> int | None:
@@ -363,6 +393,8 @@ class MapDatabase:
             "info": to_dict(info),
             "index": search_index.header(),
         }
+        if self._calibration is not None:
+            meta["calibration"] = self._calibration
         fileformat.write_container(path, meta, self._arrays, stored.blobs(search_index))
         self._info, self._search.index, self._path = info, search_index, path
         self._format_version = fileformat.MAP_FORMAT_VERSION
@@ -405,6 +437,10 @@ class MapDatabase:
             )
         db._path = path
         db._format_version = container.version
+        calibration = meta.get("calibration")
+        if calibration is not None and not isinstance(calibration, dict):
+            raise MapError(f"map file {path}: invalid header: calibration is not a mapping")
+        db._calibration = calibration
         if gpu:
             db.enable_gpu()
         return db

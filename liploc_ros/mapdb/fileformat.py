@@ -43,8 +43,10 @@ from liploc_ros.errors import MapError
 from liploc_ros.io_utils import atomic_open
 
 #: The newest container version this code writes and reads. 2 added the per-entry arrays
-#: heading_deg and keyframe (see liploc_ros.mapdb.entries); version 1 files still load.
-MAP_FORMAT_VERSION = 2
+#: heading_deg and keyframe (see liploc_ros.mapdb.entries); 3 the optional score
+#: calibration in the header (liploc_ros.localization.calibration). Versions 1 and 2 still
+#: load (without a calibration).
+MAP_FORMAT_VERSION = 3
 
 MAGIC = b"\x89LIPMAP\n"
 _PRELUDE = struct.Struct("<8sIIQQ32s")

@@ -41,12 +41,15 @@ class MapBuildConfig:
     device: str = param("auto", "compute device: auto, cpu, cuda or cuda:N")
     precision: Precision = param(
         Precision.AUTO,
-        "auto (fp16 on CUDA, bf16 on a CPU with bf16 units, else fp32), fp32, fp16 or bf16",
+        "auto (with backend auto: the fastest verified precision here; else fp16 on CUDA, bf16"
+        " on a CPU with bf16 units, int8 where a verified INT8 model is cached, else fp32),"
+        " fp32, fp16, bf16 or int8 (liploc export --precision int8 makes one)",
     )
     backend: str = param(
-        "torch",
-        "inference runtime of the LiDAR encoder: torch, openvino or onnxruntime"
-        " (liploc_ros.model.backends)",
+        "auto",
+        "inference runtime of the LiDAR encoder: auto (the fastest verified configuration for"
+        " this model on this machine, measured on first use and cached), torch, openvino or"
+        " onnxruntime (liploc_ros.model.backends)",
     )
     dtype: EmbeddingDtype = param(
         EmbeddingDtype.FLOAT32, "storage type of the embeddings in the map: float32 or float16"
@@ -67,6 +70,13 @@ class MapBuildConfig:
         " crop only (the authors' maps). Distinct modulo 360, at most 36",
     )
 
+    calibration_frames: int = param(
+        600,
+        "camera frames of the drive (with poses) the map's score calibration is measured on,"
+        " when the source has them (liploc_ros.localization.calibration); 0: no calibration"
+        " (the localizers then use conservative settings)",
+    )
+
     def __post_init__(self) -> None:
         kd = self.keyframe_distance
         if not (math.isfinite(kd) and kd >= 0.0):
@@ -75,6 +85,8 @@ class MapBuildConfig:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.calibration_frames < 0:
+            raise ConfigError(f"calibration_frames must be >= 0, got {self.calibration_frames}")
         set_choice(self, "precision", Precision)
         set_choice(self, "dtype", EmbeddingDtype)
         from liploc_ros.model.backends import backend_spec

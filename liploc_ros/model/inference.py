@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from liploc_ros.errors import ConfigError, PreprocessError
-from liploc_ros.model.backends import DEFAULT_BACKEND, Side, create_runner
+from liploc_ros.model.backends import DEFAULT_BACKEND, CalibrationSet, Side, create_runner
 from liploc_ros.model.liploc_file import LoadedModel
 from liploc_ros.preprocess.camera import ColorOrder
 from liploc_ros.preprocess.tensors import camera_input, lidar_input
@@ -23,13 +23,18 @@ from liploc_ros.preprocess.tensors import camera_input, lidar_input
 class Embedder:
     """Runs a loaded model's two encoders on batches of inputs, in eval mode.
 
-    ``backend`` is who runs them: "torch" (the model itself, moved to ``device``),
+    ``backend`` is who runs them: "auto" (default: the fastest verified configuration for
+    this model on this machine, chosen per encoder on its first use and kept, see
+    :mod:`liploc_ros.model.backends.auto`), "torch" (the model itself, moved to ``device``),
     "openvino" or "onnxruntime" (converted once and cached beside the model file, see
-    :mod:`liploc_ros.model.backends`). ``precision`` "auto" is fp16 on CUDA, bf16 on a CPU
-    with bf16 matrix units and fp32 on other CPUs (see
-    :func:`liploc_ros.device.resolve_precision`); the outputs are always float32 NumPy arrays
-    on the host. The torch backend's bf16 copy of the backbones is made here, so later
-    changes to ``loaded.model``'s weights are not seen; make a new Embedder after training.
+    :mod:`liploc_ros.model.backends`). ``precision`` "auto" with backend torch is fp16 on
+    CUDA, bf16 on a CPU with bf16 matrix units and fp32 on other CPUs (see
+    :func:`liploc_ros.device.resolve_precision`); "int8" needs a verified INT8 model in the
+    cache (``liploc export --precision int8``) or ``calibration``, a source spec to quantize
+    on (see :mod:`liploc_ros.model.backends.calibration`). The outputs are always float32
+    NumPy arrays on the host. The torch backend's bf16 copy of the backbones is made here, so
+    later changes to ``loaded.model``'s weights are not seen; make a new Embedder after
+    training.
     """
 
     def __init__(
@@ -41,25 +46,47 @@ class Embedder:
         batch_size: int = 32,
         backend: str = DEFAULT_BACKEND,
         cache_dir: str | Path | None = None,
+        calibration: str | CalibrationSet | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.loaded = loaded
         self.runner = create_runner(
-            backend, loaded, device=device, precision=precision, cache_dir=cache_dir
-        )
-        self.backend = backend
+            backend, loaded, device=device, precision=precision, cache_dir=cache_dir,
+            calibration=calibration, batch_size=batch_size,
+        )  # fmt: skip
         self.device = self.runner.device
-        self.precision = self.runner.precision
         self.batch_size = batch_size
         self.model = loaded.model
         pre = loaded.preprocess
         self._camera_size = pre.camera.image_size
         self._lidar_size = pre.lidar_image_size
 
+    @property
+    def backend(self) -> str:
+        """Who runs the encoders: a backend's name; with auto, the ones chosen so far
+        ("auto" before the first use)."""
+        return self.runner.backend
+
+    @property
+    def precision(self) -> str:
+        """The precision in effect (with auto: the ones chosen so far)."""
+        return self.runner.precision
+
     def describe(self) -> str:
-        """Backend, version, device and precision, for logs."""
+        """Backend, version, device and precision, for logs (with auto: each encoder's
+        choice and its measured ms per frame)."""
         return self.runner.describe()
+
+    def diagnostics(self) -> dict[str, str]:
+        """Key-value pairs for /diagnostics: the runtime of each encoder used so far and, with
+        auto, its measured latency."""
+        out = {"inference": self.describe()}
+        for side, decision in getattr(self.runner, "decisions", {}).items():
+            out[f"inference {side}"] = f"{decision.backend} {decision.precision}"
+            if decision.ms_per_frame is not None:
+                out[f"inference {side} ms/frame"] = f"{decision.ms_per_frame:.2f}"
+        return out
 
     @property
     def embed_dim(self) -> int:

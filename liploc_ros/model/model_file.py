@@ -78,9 +78,12 @@ def load_embedder(
     backend: str = DEFAULT_BACKEND,
     normalize: bool | None = None,
     sensor: str | None = None,
+    calibration: str | None = None,
 ) -> Embedder:
     """An :class:`Embedder` of any model file (see :func:`load_model_file`) or of a model
-    already loaded; how the CLI and both nodes get their encoder."""
+    already loaded; how the CLI and both nodes get their encoder. ``calibration``: a source
+    spec INT8 encoders are calibrated on and reduced precisions verified with (see
+    :class:`~liploc_ros.model.inference.Embedder`)."""
     if isinstance(model, LoadedModel):
         if normalize is not None:
             raise ConfigError("normalize applies to an authors' .pth file, not a loaded model")
@@ -88,5 +91,6 @@ def load_embedder(
     else:
         loaded = load_model_file(model, normalize=normalize, sensor=sensor)
     return Embedder(
-        loaded, device=device, precision=precision, batch_size=batch_size, backend=backend
-    )
+        loaded, device=device, precision=precision, batch_size=batch_size, backend=backend,
+        calibration=calibration,
+    )  # fmt: skip

@@ -22,7 +22,6 @@ The pieces the nodes are made of:
 - :mod:`~liploc_ros.ros.frame_slots`: newest-frame slots, so a slow model drops frames
 - :mod:`~liploc_ros.ros.throttle`: warnings rate-limited per cause
 - :mod:`~liploc_ros.ros.localizer_stats`: rate, latency and score windows for /diagnostics
-- :mod:`~liploc_ros.ros.base_pose`: the LiDAR-pose estimate re-expressed for base_link
 - :mod:`~liploc_ros.ros.localizer_setup`: the localizer node's start-up (open_localizer)
 - :mod:`~liploc_ros.ros.odometry_input`: sequence mode's odometry (tf or an Odometry topic)
 - :mod:`~liploc_ros.ros.tracking_session`: sequence mode in the node (re-localize, status)

@@ -86,6 +86,16 @@ class LocalizerProcess:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def rss_mb(self) -> float:
+        """The node's resident set (MB) from /proc; NaN where there is none (not Linux)."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return float("nan")
+        kib = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")),
+                   None)  # fmt: skip
+        return float(kib) / 1024.0 if kib is not None else float("nan")
+
     def log_tail(self, lines: int = 20) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
@@ -127,6 +137,9 @@ class SessionResult:
     play_seconds: float = 0.0
     #: the node's own time per frame (decode, localize, publish), mean over the session (ms)
     processing_ms: float = float("nan")
+    #: the node's resident set (MB) when the playback started and once it had drained
+    rss_start_mb: float = float("nan")
+    rss_end_mb: float = float("nan")
 
     @property
     def frames_localized(self) -> int:
@@ -244,9 +257,11 @@ def play_into_localizer(
                 f"playing {count} frames of {image_topic} at rate {rate:g} "
                 f"({count / 10 / rate:.0f} s at 10 Hz)"
             )
+            result.rss_start_mb = process.rss_mb()
             stats = player.play()
             result.play_seconds = stats.seconds
         _drain(collector, image_topic, process, drain_timeout)
+        result.rss_end_mb = process.rss_mb()
         with collector.lock:
             result.diagnostics = dict(collector.diagnostics)
             frames = sum(n for n, _ in collector.processing)

@@ -227,10 +227,16 @@ def diagnostics_message(
     *,
     waiting_for: tuple[str, ...] = (),
     tracking: Mapping[str, str] | None = None,
+    calibration: str = "",
+    calibration_warning: str = "",
+    inference: Mapping[str, str] | None = None,
 ) -> DiagnosticArray:
-    """One DiagnosticStatus: OK while frames are localized, WARN without frames or fixes,
+    """One DiagnosticStatus: OK while frames are localized, WARN without frames or fixes or
+    on a map not calibrated for the model (``calibration_warning``: conservative settings),
     ERROR when the worker failed unexpectedly in the period. ``tracking``: sequence mode's
-    values (``state`` first: the message says it)."""
+    values (``state`` first: the message says it); ``calibration``: what the map's score
+    calibration is; ``inference``: the camera encoder's runtime and, with backend auto, its
+    choice and measured latency (``Embedder.diagnostics()``)."""
     state = f" ({tracking['state']})" if tracking and "state" in tracking else ""
     if window.errors:
         level = DiagnosticStatus.ERROR
@@ -247,6 +253,9 @@ def diagnostics_message(
     else:
         level = DiagnosticStatus.OK
         message = f"{window.rate_hz:.1f} Hz, {window.fix_ratio:.0%} fixes{state}"
+    if calibration_warning:
+        level = max(level, DiagnosticStatus.WARN)
+        message += "; map not calibrated for this model: conservative settings"
     dropped = sum(c.dropped for c in cameras.values())
     values = {
         "rate_hz": _fmt(window.rate_hz, ".2f"),
@@ -264,7 +273,9 @@ def diagnostics_message(
         "total_dropped": str(dropped),
         "total_bad_input": str(window.total_bad),
         "total_internal_errors": str(window.total_errors),
+        "calibration": calibration_warning or calibration or "n/a",
         **(tracking or {}),
+        **(inference or {}),
     }
     for camera, counts in cameras.items():
         values[f"{camera}: received"] = str(counts.received)

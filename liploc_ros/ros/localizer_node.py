@@ -12,14 +12,11 @@
   ``odom_frame -> base_frame`` or ``odom_topic``); a pose is published only while the filter
   tracks, with the filter's covariance. ``~/relocalize`` (std_srvs/Trigger service, and an
   std_msgs/Empty topic) restarts global localization. ``mode: single``: every frame alone.
-- Publishes, stamped with the image's stamp in ``map_frame``: ``~/pose``
-  (PoseWithCovarianceStamped, for robot_localization's poseN), ``~/odom`` (Odometry,
-  ``publish_odom``), ``~/markers`` (the map's route once, latched, and the current match),
-  ``/diagnostics`` (rate, latency, score, fix ratio, drops; in sequence mode the filter's
-  state, effective particles, tracked share, frames without odometry) every
-  ``diagnostics_period``; in sequence mode the particles on ``~/markers`` (every 0.5 s).
-  The pose is base_frame's: ``T_map_base = T_map_lidar @ inv(T_base_lidar)``
-  (:mod:`~liploc_ros.ros.base_pose`). Frames without a fix publish no pose.
+- Publishes, stamped with the image's stamp in ``map_frame``, base_frame's pose
+  (:mod:`~liploc_ros.localization.base_pose`) on ``~/pose`` (PoseWithCovarianceStamped) and
+  ``~/odom`` (``publish_odom``); ``~/markers``; ``/diagnostics`` every ``diagnostics_period``
+  (rate, latency, fix ratio, drops, the map's calibration: WARN without one; in sequence
+  mode the filter's state, mode and off-map probabilities). No fix, no pose.
 - ``publish_tf``: broadcasts map -> odom from each fix and tf's odom -> base (tf2_ros needed).
 - ``publish_initialpose``: the first fix with confidence >= ``initialpose_min_confidence``
   goes to ``initialpose_topic`` (nav2 AMCL); the ``~/publish_initialpose`` service
@@ -66,13 +63,13 @@ from visualization_msgs.msg import MarkerArray
 
 from liploc_ros.datasets.interpolation import invert_transform
 from liploc_ros.errors import LiplocError
+from liploc_ros.localization.base_pose import BasePose, base_pose
 from liploc_ros.ros import conversions as conv
 from liploc_ros.ros import localizer_messages as msgs
-from liploc_ros.ros.base_pose import BasePose, base_pose
 from liploc_ros.ros.frame_slots import LatestFrameSlots, TakenFrame
 from liploc_ros.ros.image_input import BadImageError, decode_image, trailing_bytes
 from liploc_ros.ros.localizer_params import LocalizerNodeConfig
-from liploc_ros.ros.localizer_setup import load_localizer
+from liploc_ros.ros.localizer_setup import calibration_summary, load_localizer
 from liploc_ros.ros.localizer_stats import LocalizerStats, stamp_is_far
 from liploc_ros.ros.map_odom_tf import MapToOdom
 from liploc_ros.ros.odometry_input import OdometryInput
@@ -80,6 +77,7 @@ from liploc_ros.ros.params import declare_config, read_config
 from liploc_ros.ros.pose_sources import extrinsic_matrix
 from liploc_ros.ros.safe_log import severity_log
 from liploc_ros.ros.spin import spin_until_signal
+from liploc_ros.ros.tf_listener import SharedTf
 from liploc_ros.ros.throttle import WarningThrottle
 from liploc_ros.ros.tracking_session import TrackingSession
 
@@ -115,6 +113,7 @@ class LocalizerNode(Node):
         log = self.get_logger()
         self.localizer, tracker = load_localizer(cfg, log)
         self.database = self.localizer.database
+        self.calibration = calibration_summary(self.database)
         self.frame_id = cfg.map_frame or self.localizer.frame_id
         self.T_base_lidar = extrinsic_matrix(cfg.base_to_lidar)
         self.T_lidar_base = invert_transform(self.T_base_lidar)
@@ -142,15 +141,14 @@ class LocalizerNode(Node):
         self.particles_pub: Publisher | None = None
         if cfg.publish_markers:
             self._create_marker_publishers(particles=tracker is not None)
-        self._tf = None
+        self._tf, self._tf_buffer = None, SharedTf(self)  # one tf listener for all users
         if cfg.publish_tf:
             frames = (self.frame_id, cfg.odom_frame, cfg.base_frame)
-            self._tf = MapToOdom.create(self, frames, cfg.transform_tolerance, self.throttle.warn)
+            tol, warn = cfg.transform_tolerance, self.throttle.warn
+            self._tf = MapToOdom.create(self, frames, tol, warn, self._tf_buffer)
             if self._tf is None:
-                log.warning(
-                    "publish_tf is unavailable: tf2_ros is not installed (no map -> odom "
-                    "broadcast; poses are still published)"
-                )
+                log.warning("publish_tf is unavailable: tf2_ros is not installed (no map -> "
+                            "odom broadcast; poses are still published)")  # fmt: skip
 
         self.tracking = self._create_tracking(tracker) if tracker is not None else None
         self.topics = [self.resolve_topic_name(t) for t in cfg.image_topics]
@@ -188,7 +186,9 @@ class LocalizerNode(Node):
     def _create_tracking(self, tracker: Any) -> TrackingSession:
         """Sequence mode: the odometry source, and ~/relocalize as a service (std_srvs) and
         as an std_msgs/Empty topic (always)."""
-        odometry = OdometryInput.create(self, self.cfg, self.T_base_lidar, self.throttle.warn)
+        odometry = OdometryInput.create(
+            self, self.cfg, self.T_base_lidar, self.throttle.warn, self._tf_buffer
+        )
         if Trigger is not None:
             self.create_service(Trigger, "~/relocalize", self._on_relocalize_request)
         self.create_subscription(Empty, "~/relocalize", self._on_relocalize_message, 10)
@@ -394,6 +394,9 @@ class LocalizerNode(Node):
                 self.throttle.counts(),
                 waiting_for=waiting,
                 tracking=self.tracking.diagnostics() if self.tracking is not None else None,
+                calibration=self.calibration,
+                calibration_warning=self.localizer.estimator.calibration_warning,
+                inference=self.localizer.embedder.diagnostics(),
             )
         )
 

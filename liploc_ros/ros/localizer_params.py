@@ -61,12 +61,17 @@ class LocalizerNodeConfig:
     device: str = param("auto", "compute device: auto, cpu, cuda or cuda:N")
     precision: Precision = param(
         Precision.AUTO,
-        "auto (fp16 on CUDA, bf16 on a CPU with bf16 units, else fp32), fp32, fp16 or bf16",
+        "auto (with backend auto: the fastest verified precision here; else fp16 on CUDA, bf16"
+        " on a CPU with bf16 units, int8 where a verified INT8 model is cached, else fp32),"
+        " fp32, fp16, bf16 or int8 (liploc export --precision int8 makes one)",
     )
     backend: str = param(
-        "torch",
-        "inference runtime of the camera encoder: torch, openvino or onnxruntime (pip extras"
-        " liploc_ros[openvino] / [onnx]; converted once, cached beside the model)",
+        "auto",
+        "inference runtime of the camera encoder: auto (the fastest verified configuration"
+        " for this model on this machine: measured on first use, a few seconds, then cached;"
+        " the choice and its latency are logged and on /diagnostics), torch, openvino or"
+        " onnxruntime (pip extras liploc_ros[openvino] / [onnx]; converted once, cached"
+        " beside the model)",
     )
     threads: int = param(0, "torch CPU threads; 0: torch's default (all cores)")
     image_topics: tuple[str, ...] = param(

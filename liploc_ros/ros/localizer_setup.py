@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from liploc_ros.localization.calibration import calibration_summary
 from liploc_ros.localization.localizer import Localizer
 from liploc_ros.localization.tracking import TrackingLocalizer
 from liploc_ros.ros.localizer_params import LocalizerNodeConfig
 
-__all__ = ["load_localizer"]
+__all__ = ["calibration_summary", "load_localizer"]
 
 
 def load_localizer(
@@ -39,4 +40,9 @@ def load_localizer(
         f", map {cfg.map_path} ({len(localizer.database)} entries), {cfg.mode} mode; warm-up "
         f"frame {1e3 * (time.perf_counter() - t0):.0f} ms"
     )
+    warning = localizer.estimator.calibration_warning
+    if warning:
+        log.warning(warning)
+    else:
+        log.info(f"map calibration: {calibration_summary(localizer.database)}")
     return localizer, tracker

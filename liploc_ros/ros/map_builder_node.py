@@ -248,13 +248,36 @@ class MapBuilderNode(Node):
         from liploc_ros.datasets.registry import open_source
         from liploc_ros.mapping import build_map
 
-        source = open_source(f"bag:{self.cfg.bag_path}", **to_dict(self.cfg.bag))
+        spec = f"bag:{self.cfg.bag_path}"
+        source = open_source(spec, **to_dict(self.cfg.bag))
         database, summary = build_map(source, self.embedder, self.cfg.build)
+        self._calibrate(database, spec)
         path = database.save(self.cfg.map_path, index=self.cfg.build.index)
         for line in summary.lines():
             self.get_logger().info(line)
         self.get_logger().info(f"saved {len(database)} entries to {path}")
         return 0
+
+    def _calibrate(self, database: Any, spec: str) -> None:
+        """The map's score calibration from the bag's camera frames, as build-map does
+        (where the bag has a camera topic and poses; else a warning)."""
+        from liploc_ros.datasets.registry import open_source
+        from liploc_ros.mapping.calibration_drive import UNCALIBRATED, calibrate_map
+
+        frames = self.cfg.build.calibration_frames
+        if frames == 0:
+            log = self.get_logger()
+            log.warning(f"no calibration (build.calibration_frames 0): {UNCALIBRATED}")
+            return
+        source = open_source(spec, **to_dict(self.cfg.bag))
+        calibration, why_not = calibrate_map(
+            database, source, self.embedder, same_drive=True, max_frames=frames
+        )
+        if calibration is None:
+            self.get_logger().warning(why_not)
+            return
+        for line in calibration.describe():
+            self.get_logger().info(line)
 
 
 def main(args: list[str] | None = None) -> int:

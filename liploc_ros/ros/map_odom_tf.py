@@ -16,6 +16,7 @@ import numpy as np
 from liploc_ros.datasets.interpolation import invert_transform
 from liploc_ros.ros import conversions as conv
 from liploc_ros.ros.localizer_messages import transform_message
+from liploc_ros.ros.tf_listener import SharedTf
 
 __all__ = ["MapToOdom"]
 
@@ -33,13 +34,13 @@ class MapToOdom:
         frames: tuple[str, str, str],
         tolerance: float,
         warn: Callable[[str, str], Any],
+        buffer: Any,
     ) -> None:
         self.tf2_ros = tf2_ros
         self.map_frame, self.odom_frame, self.base_frame = frames
         self.tolerance = float(tolerance)
         self.warn = warn
-        self.buffer = tf2_ros.Buffer()
-        self.listener = tf2_ros.TransformListener(self.buffer, node)
+        self.buffer = buffer
         self.broadcaster = tf2_ros.TransformBroadcaster(node)
 
     @classmethod
@@ -49,13 +50,17 @@ class MapToOdom:
         frames: tuple[str, str, str],
         tolerance: float,
         warn: Callable[[str, str], Any],
+        tf: SharedTf | None = None,
     ) -> MapToOdom | None:
-        """None where tf2_ros is not installed (a pip-only install)."""
+        """None where tf2_ros is not installed (a pip-only install); the odom -> base lookups
+        read ``tf``, the node's shared tf buffer (one of its own if None)."""
         try:
             import tf2_ros
+
+            buffer = (tf or SharedTf(node)).buffer()
         except ImportError:
             return None
-        return cls(tf2_ros, node, frames, tolerance, warn)
+        return cls(tf2_ros, node, frames, tolerance, warn, buffer)
 
     def broadcast(self, T_map_base: np.ndarray, stamp: Any) -> bool:
         """Send map -> odom for a fix of base at ``stamp`` (builtin_interfaces/Time); False

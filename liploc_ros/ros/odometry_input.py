@@ -4,13 +4,18 @@ The filter predicts with the motion between two frames' odometry poses, so each 
 for base_frame's pose in odom_frame at its own stamp and turns it into the LiDAR's (the
 map's entries are LiDAR poses): ``T_odom_lidar = T_odom_base @ T_base_lidar``.
 
-- **tf** (where tf2_ros is installed): ``odom_frame -> base_frame`` at the stamp, waiting up
-  to :data:`WAIT_S` for tf; failing that, tf's newest if at most ``timeout`` older.
+- **tf** (where tf2_ros is installed): ``odom_frame -> base_frame`` at the stamp; failing
+  that, tf's newest if at most ``timeout`` older.
 - **topic**: nav_msgs/Odometry into an :class:`OdometryBuffer`, interpolated between the
   samples around the stamp unless they are more than ``timeout`` apart (never
-  extrapolated). An image newer than the newest sample waits up to :data:`WAIT_S` for it (a
-  bag plays an image and its odometry at the same instant), then takes the newest sample
-  if that is at most ``timeout`` older.
+  extrapolated); an image newer than the newest sample takes the newest sample if that is
+  at most ``timeout`` older.
+
+An image newer than the newest odometry waits up to :data:`WAIT_S` for it (a bag plays an
+image and its odometry at the same instant), but only while odometry *flows*: a new sample
+(topic) or a newer transform (tf) arrived within :data:`FLOWING_S` of wall-clock time. Where
+none ever came (a client sending images only) or it stopped, a frame waits for nothing.
+The time spent waiting is measured (:meth:`OdometryInput.wait_ms`, on /diagnostics).
 
 A frame without odometry gets None (the filter random-walks): counted per cause, warned about.
 """
@@ -18,6 +23,7 @@ A frame without odometry gets None (the filter random-walks): counted per cause,
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,11 +31,14 @@ import numpy as np
 
 from liploc_ros.errors import ConfigError, LiplocError
 from liploc_ros.ros.pose_sources import PoseBuffer
+from liploc_ros.ros.tf_listener import SharedTf
 
 __all__ = ["WAIT_S", "OdometryBuffer", "OdometryInput", "resolve_source"]
 
-#: how long a frame may wait for its odometry to arrive (tf or topic)
+#: how long a frame may wait for its odometry to arrive (tf or topic), while it flows
 WAIT_S = 0.05
+#: odometry flows while its newest sample arrived at most this long ago (s, wall clock)
+FLOWING_S = 1.0
 #: causes of a frame without odometry
 NOT_YET, TOO_OLD, GAP, STALE, NO_TF, OFF = (
     "no odometry received yet",
@@ -47,19 +56,34 @@ class OdometryBuffer(PoseBuffer):
     """Recent odometry samples (T_odom_base) answered as T_odom_lidar; see the module
     docstring. Thread-safe: the executor adds, the worker waits and looks up."""
 
-    def __init__(self, timeout: float, T_base_lidar: np.ndarray, history: float = 30.0) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        T_base_lidar: np.ndarray,
+        history: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(max_gap=timeout, history=history, sensor_to_lidar=T_base_lidar)
         self.timeout = float(timeout)
         self._arrived = threading.Condition()
+        self._clock = clock
+        self._last_arrival = -np.inf
 
     def add(self, stamp: float, pose: np.ndarray) -> None:
         super().add(stamp, pose)
         with self._arrived:
+            self._last_arrival = self._clock()
             self._arrived.notify_all()
 
+    def flowing(self) -> bool:
+        """A sample arrived within :data:`FLOWING_S` (wall clock)."""
+        with self._arrived:
+            return self._clock() - self._last_arrival <= FLOWING_S
+
     def at(self, stamp: float, wait: float = 0.0) -> tuple[np.ndarray | None, str]:
-        """(T_odom_lidar at ``stamp``, "") or (None, the cause)."""
-        if wait > 0:
+        """(T_odom_lidar at ``stamp``, "") or (None, the cause); waits up to ``wait`` s for a
+        sample that new while odometry flows."""
+        if wait > 0 and self.flowing():
             with self._arrived:
                 self._arrived.wait_for(lambda: (self.newest or -np.inf) >= stamp, wait)
         with self._lock:
@@ -90,30 +114,44 @@ def resolve_source(source: str) -> str:
     return "tf"
 
 
-def _tf_lookup(node: Any, cfg: Any, T_base_lidar: np.ndarray) -> tuple[Lookup, Any]:
-    """T_odom_lidar from tf's odom -> base on ``node`` (or None and why), and the tf
-    listener (keep it alive)."""
+def _tf_lookup(tf: SharedTf, cfg: Any, T_base_lidar: np.ndarray) -> Lookup:
+    """T_odom_lidar from tf's odom -> base in the node's shared buffer (or None and why)."""
     import tf2_ros
     from rclpy.duration import Duration
     from rclpy.time import Time
 
     from liploc_ros.ros import conversions as conv
 
-    buffer = tf2_ros.Buffer()
-    listener = tf2_ros.TransformListener(buffer, node)
+    buffer = tf.buffer()
     odom_frame, base_frame, timeout = cfg.odom_frame, cfg.base_frame, cfg.odom_timeout
+    # tf flows while its newest odom -> base stamp keeps advancing (wall clock of the last
+    # advance); tf itself does not say when a transform arrived
+    newest = {"stamp": -np.inf, "seen": -np.inf}
+
+    def newest_transform() -> Any:
+        msg = buffer.lookup_transform(odom_frame, base_frame, Time())
+        stamp = conv.stamp_to_seconds(msg.header.stamp)
+        if stamp > newest["stamp"]:
+            newest.update(stamp=stamp, seen=time.monotonic())
+        return msg
 
     def lookup(stamp: float) -> tuple[np.ndarray | None, str]:
         at = Time(nanoseconds=round(stamp * 1e9))
         try:
-            msg = buffer.lookup_transform(
-                odom_frame, base_frame, at, timeout=Duration(seconds=WAIT_S)
-            )
+            msg = buffer.lookup_transform(odom_frame, base_frame, at)
         except tf2_ros.TransformException:
             try:  # nothing that new yet: the newest transform, if recent enough
-                msg = buffer.lookup_transform(odom_frame, base_frame, Time())
+                msg = newest_transform()
+                flowing = time.monotonic() - newest["seen"] <= FLOWING_S
+                if flowing and conv.stamp_to_seconds(msg.header.stamp) < stamp:
+                    msg = buffer.lookup_transform(
+                        odom_frame, base_frame, at, timeout=Duration(seconds=WAIT_S)
+                    )
             except tf2_ros.TransformException:
-                return None, NO_TF
+                try:
+                    msg = newest_transform()
+                except tf2_ros.TransformException:
+                    return None, NO_TF
             age = stamp - conv.stamp_to_seconds(msg.header.stamp)
             if age < 0.0:  # tf has newer transforms, not this one (older than its cache)
                 return None, NO_TF
@@ -121,7 +159,7 @@ def _tf_lookup(node: Any, cfg: Any, T_base_lidar: np.ndarray) -> tuple[Lookup, A
                 return None, STALE
         return conv.transform_to_matrix(msg.transform) @ T_base_lidar, ""
 
-    return lookup, listener
+    return lookup
 
 
 class OdometryInput:
@@ -132,27 +170,35 @@ class OdometryInput:
     ) -> None:
         self.source, self.label = source, label
         self._lookup, self._warn = lookup, warn
-        self._keep = keep  # the tf listener or the subscription: alive as long as this
+        self._keep = keep  # the odometry subscription: alive as long as this
         self._lock = threading.Lock()
         self._missing: dict[str, int] = {}
+        self._waited_s = 0.0
+        self._lookups = 0
 
     @classmethod
     def create(
-        cls, node: Any, cfg: Any, T_base_lidar: np.ndarray, warn: Callable
+        cls,
+        node: Any,
+        cfg: Any,
+        T_base_lidar: np.ndarray,
+        warn: Callable,
+        tf: SharedTf | None = None,
     ) -> OdometryInput:
-        """The source ``cfg.odometry_source`` names (a LocalizerNodeConfig), on ``node``."""
+        """The source ``cfg.odometry_source`` names (a LocalizerNodeConfig), on ``node``;
+        tf odometry reads ``tf``, the node's shared tf buffer (one of its own if None)."""
         source = resolve_source(cfg.odometry_source)
         if source == "none":
             return cls("none", "none", None, warn)
         if source == "tf":
             try:
-                lookup, listener = _tf_lookup(node, cfg, T_base_lidar)
+                lookup = _tf_lookup(tf or SharedTf(node), cfg, T_base_lidar)
             except ImportError:
                 raise ConfigError(
                     "odometry_source 'tf' needs tf2_ros, which is not installed here: use "
                     "odometry_source 'topic' (nav_msgs/Odometry on odom_topic) or 'none'"
                 ) from None
-            return cls("tf", f"tf {cfg.odom_frame} -> {cfg.base_frame}", lookup, warn, listener)
+            return cls("tf", f"tf {cfg.odom_frame} -> {cfg.base_frame}", lookup, warn)
         buffer = OdometryBuffer(cfg.odom_timeout, T_base_lidar)
         topic = node.resolve_topic_name(cfg.odom_topic)
         subscription = _subscribe(node, topic, buffer, cfg.base_frame, warn)
@@ -160,11 +206,15 @@ class OdometryInput:
 
     def at(self, stamp: float) -> np.ndarray | None:
         """T_odom_lidar at ``stamp``, or None (counted, warned about)."""
+        t0 = time.monotonic()
         pose, cause = (None, OFF) if self._lookup is None else self._lookup(stamp)
+        with self._lock:
+            self._waited_s += time.monotonic() - t0
+            self._lookups += 1
+            if pose is None:
+                self._missing[cause] = self._missing.get(cause, 0) + 1
         if pose is not None:
             return pose
-        with self._lock:
-            self._missing[cause] = self._missing.get(cause, 0) + 1
         if cause == OFF:  # chosen: counted, not warned about
             return None
         self._warn(
@@ -178,6 +228,12 @@ class OdometryInput:
         """Frames without odometry so far, per cause."""
         with self._lock:
             return dict(self._missing)
+
+    def wait_ms(self) -> float:
+        """Mean time (ms) a frame spent getting its odometry, waiting included (0 before the
+        first frame)."""
+        with self._lock:
+            return 1e3 * self._waited_s / self._lookups if self._lookups else 0.0
 
 
 def _subscribe(

@@ -90,12 +90,13 @@ class TrackingSession:
             "state": status.state.value,
             "mode": "sequence",
             "effective_particles": f"{status.effective_particles:.0f}",
-            "mode_weight": f"{status.mode_weight:.3f}",
-            "support": f"{status.support:.3f}",
+            "mode_probability": f"{status.mode_probability:.4f}",
+            "offmap_probability": f"{status.offmap_probability:.4f}",
             "tracked_share": f"{status.tracked_share:.3f}",
             "frames_since_reset": str(status.frames),
             "resets": str(self.resets),
             "odometry_source": self.odometry.label,
+            "odometry_wait_mean_ms": f"{self.odometry.wait_ms():.1f}",
             "total_frames_without_odometry": str(sum(missing.values())),
         }
         for cause, count in sorted(missing.items()):

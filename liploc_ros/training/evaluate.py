@@ -29,6 +29,7 @@ from tqdm import tqdm
 from liploc_ros.errors import ConfigError
 from liploc_ros.io_utils import atomic_open, write_text_atomic
 from liploc_ros.localization.frame_check import check_ground_truth_frame
+from liploc_ros.mapdb.places import RECALL_COUNTS
 from liploc_ros.preprocess.config import PreprocessConfig
 from liploc_ros.preprocess.tensors import picture_input
 from liploc_ros.training.metrics import (
@@ -161,6 +162,7 @@ class EvalResult:
             "num_keyframes": len(np.unique(self.db_frames)),
             "headings_deg": list(self.headings),
             **{f"recall@{k}": self.recalls[k] for k in self.ks},
+            "recall_counts": RECALL_COUNTS,
             "chance@1": self.chance,
             "median_top1_error_m": float(np.median(self.retrieval.top1_error)),
             **extra,

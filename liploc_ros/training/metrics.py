@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from liploc_ros.errors import ConfigError
+from liploc_ros.mapdb.places import first_of_each_place
 
 
 def ground_positions(poses: np.ndarray) -> np.ndarray:
@@ -134,8 +135,7 @@ def _top_k_groups(
     out_i = np.empty((len(indices), k), np.int64)
     out_s = np.empty((len(indices), k), scores.dtype)
     for q, (row, sc) in enumerate(zip(indices, scores, strict=True)):
-        _, first = np.unique(groups[row], return_index=True)
-        keep = np.sort(first)[:k]
+        keep = first_of_each_place(groups[row], k)
         out_i[q], out_s[q] = row[keep], sc[keep]
     return out_i, out_s
 

@@ -125,6 +125,12 @@ def test_liploc_demo_end_to_end(tmp_path):
     assert re.search(
         r"latency \(image published -> the node's answer received\): p50 \d+ ms", text
     )
+    # the node's memory over the playback, read from /proc (as the load test does)
+    rss = re.search(
+        r"node memory \(resident\): (\d+) MB when the playback started, (\d+) MB", text
+    )
+    assert rss, text
+    assert 100 < int(rss.group(1)) <= int(rss.group(2)) + 200, text
     assert (out / "route.png").stat().st_size > 10_000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 100
@@ -137,6 +143,7 @@ def test_liploc_demo_end_to_end(tmp_path):
     assert summary["modes"]["sequence (node)"]["poses"] == poses
     assert summary["modes"]["single-frame"]["frames"] == localized
     assert 0 < summary["chance"] <= 1
+    assert summary["node_rss_mb"]["start"] == pytest.approx(int(rss.group(1)), abs=1)
     log = (out / "localizer_node.log").read_text()
     assert log.count("ready:") == 1
     assert "sequence mode, odometry: topic /odom" in log

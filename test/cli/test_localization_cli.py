@@ -13,7 +13,7 @@ import torch
 from mapping_helpers import tiny_model
 
 from liploc_ros.cli import main
-from liploc_ros.cli.localize import read_config_file
+from liploc_ros.cli.localize_config import read_config_file
 from liploc_ros.cli.source_flags import synthetic_spec
 from liploc_ros.datasets.synthetic import make_drive
 from liploc_ros.errors import ConfigError
@@ -71,9 +71,11 @@ def naive_recall(rows, db: MapDatabase, k: int, threshold: float) -> float:
 def test_localize_writes_every_output(data, tmp_path, capsys):
     out = tmp_path / "run"
     spec = f"{SEED}:1:{FRAMES}"
-    # an untrained model: a huge spread keeps the single-frame fixes
+    # an untrained model on an uncalibrated map: a huge spread and a low target keep some
+    # single-frame fixes (the conservative evidence model never reaches 0.99 in one frame)
     code = localize(data, out, "--synthetic", spec, "--stride", str(STRIDE), "--threshold", "15",
-                    "--max-spread-m", "1000", "--mode", "single")  # fmt: skip
+                    "--max-spread-m", "1000", "--target-precision", "0.5",
+                    "--mode", "single")  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "recall" in printed
@@ -139,17 +141,19 @@ def test_localize_writes_every_output(data, tmp_path, capsys):
 
 def test_no_fix_frames_are_left_out_of_the_trajectories(data, tmp_path, capsys):
     out = tmp_path / "strict"
+    # a spread no set of matches can stay under: no frame gets a fix
     code = localize(data, out, "--synthetic", f"{SEED}:1:{FRAMES}", "--stride", "30",
-                    "--min-score", "1e9", "--no-plot", "--mode", "single")  # fmt: skip
+                    "--max-spread-m", "0.001", "--target-precision", "0.5", "--no-plot",
+                    "--mode", "single")  # fmt: skip
     assert code == 0, capsys.readouterr().err
     rows = read_rows(out / "frames.csv")
     assert len(rows) == 3
-    assert all(r["ok"] == "0" and r["reason"] == "low score" for r in rows)
+    assert all(r["ok"] == "0" and r["reason"] == "matches disagree" for r in rows)
     assert (out / "poses_tum.txt").read_text() == ""
     assert (out / "poses_kitti.txt").read_text() == ""
     summary = json.loads((out / "summary.json").read_text())
     assert summary["fixes"] == 0
-    assert summary["no_fix_reasons"] == {"low score": 3}
+    assert summary["no_fix_reasons"] == {"matches disagree": 3}
     assert summary["median_error_m"] is None
     assert not (out / "route.png").exists()
 
@@ -195,8 +199,12 @@ def test_config_file(tmp_path):
     )
     assert read_config_file(ros) == {"top_k": 7, "max_spread_m": 30.0}
     plain = tmp_path / "plain.yaml"
+    plain.write_text("localizer:\n  target_precision: 0.95\n")
+    assert read_config_file(plain) == {"target_precision": 0.95}
+    # the raw-score thresholds of old files are gone: the map's calibration replaces them
     plain.write_text("localizer:\n  min_score: 3.5\n")
-    assert read_config_file(plain) == {"min_score": 3.5}
+    with pytest.raises(ConfigError, match="min_score"):
+        read_config_file(plain)
     plain.write_text("localizer:\n  top_kk: 3\n")
     with pytest.raises(ConfigError, match="top_kk"):
         read_config_file(plain)

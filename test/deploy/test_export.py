@@ -32,7 +32,7 @@ def onnx_export(tiny_vit, tmp_path_factory):
 
 
 def _torch_fp32(model, x):
-    embedder = Embedder(model, device="cpu", precision="fp32")
+    embedder = Embedder(model, device="cpu", precision="fp32", backend="torch")
     return embedder.embed_camera(x), embedder.embed_lidar(x)
 
 
@@ -148,3 +148,14 @@ def test_exporting_leaves_forked_training_working(onnx_export):
     child.join(timeout=120)
     assert child.exitcode == 0
     assert queue.get(timeout=5) == "ok"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_tensorrt_export_without_a_gpu_or_tensorrt_says_what_is_missing(tiny_vit, tmp_path):
+    from liploc_ros.errors import DeviceError
+
+    with pytest.raises((BackendUnavailableError, DeviceError), match=r"tensorrt|GPU"):
+        export_model(tiny_vit, tmp_path / "trt", "tensorrt", precision="fp16")
+    with pytest.raises(ConfigError, match="exports fp32 or fp16, not int8"):
+        export_model(tiny_vit, tmp_path / "trt", "tensorrt", precision="int8")
+    assert not (tmp_path / "trt" / "liploc_export.json").exists()

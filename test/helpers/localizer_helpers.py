@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from calibration_helpers import trusting_calibration
 
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.mapdb.synthetic import synthetic_info, synthetic_route
@@ -62,11 +63,17 @@ def make_model_file(path: Path, *, size: int = 32, preset: str = "liploc-tiny", 
     return load_model(path)
 
 
-def make_map_file(path: Path, loaded: LoadedModel, n: int = 40, *, seed: int = 0) -> Path:
-    """A map for ``loaded`` (its fingerprint) with random embeddings along a short route."""
+def make_map_file(
+    path: Path, loaded: LoadedModel, n: int = 40, *, seed: int = 0, calibrated: bool = True
+) -> Path:
+    """A map for ``loaded`` (its fingerprint) with random embeddings along a short route;
+    ``calibrated``: with a hand-made calibration that trusts its top match (the plumbing
+    tests' fixes, see :mod:`calibration_helpers`), else none (conservative settings)."""
     rng = np.random.default_rng(seed)
     emb = rng.standard_normal((n, loaded.embed_dim)).astype(np.float32)
-    positions, orientations = synthetic_route(n, seed=seed, step=0.5)
+    # 0.2 m apart: the whole route (8 m for 40 entries) is one place within the localizer's
+    # agree_radius_m, so that every frame of an untrained model gets its fix
+    positions, orientations = synthetic_route(n, seed=seed, step=0.2)
     info = synthetic_info(
         loaded.embed_dim,
         fingerprint=loaded.fingerprint,
@@ -74,6 +81,8 @@ def make_map_file(path: Path, loaded: LoadedModel, n: int = 40, *, seed: int = 0
         lidar=loaded.preprocess.lidar,
     )
     database = MapDatabase(emb, positions, orientations, np.arange(n) * 0.1, info)
+    if calibrated:
+        database.set_calibration(trusting_calibration(loaded.fingerprint, n))
     return database.save(path)
 
 
@@ -186,6 +195,47 @@ class Collector:
     diagnostics: list[Received] = field(default_factory=list)
     markers: list[Received] = field(default_factory=list)
     initialposes: list[Received] = field(default_factory=list)
+
+
+def diagnostics_windows(graph: GraphSide) -> list[dict[str, str]]:
+    """The key values of every localizer status the graph side received, oldest first."""
+    with graph.lock:
+        return [
+            {kv.key: kv.value for kv in status.values}
+            for received in graph.got.diagnostics
+            for status in received.msg.status
+            if status.name.startswith("localizer_node:")
+        ]
+
+
+def measure_processing_ms(
+    graph: GraphSide,
+    node: NodeProcess,
+    send: Callable[[int], None],
+    *,
+    frames: int = 12,
+    rate_hz: float = 4.0,
+) -> float:
+    """The node's own processing time per frame (ms, mean), read from its /diagnostics
+    after ``frames`` calls of ``send(i)`` at ``rate_hz`` (slow enough for any node: none is
+    dropped). A load test sizes its camera rate by it, so that the overload is real on a
+    slow and on a fast machine alike. ``graph`` must collect /diagnostics."""
+    before = len(diagnostics_windows(graph))
+    for i in range(frames):
+        send(i)
+        time.sleep(1.0 / rate_hz)
+    counted: list[tuple[int, float]] = []
+
+    def probed() -> bool:
+        counted[:] = [
+            (int(w["frames"]), float(w["processing_mean_ms"]))
+            for w in diagnostics_windows(graph)[before:]
+            if int(w["frames"])
+        ]
+        return sum(n for n, _ in counted) >= frames // 2
+
+    wait_until(probed, 30.0, "diagnostics with the probe frames' processing time", node)
+    return sum(n * ms for n, ms in counted) / sum(n for n, _ in counted)
 
 
 def node_diagnostics(graph: GraphSide) -> dict[str, str]:

@@ -185,7 +185,8 @@ def test_the_map_builder_node_takes_what_the_localizer_node_takes(
     lines: list[str] = []
     cfg = LocalizerNodeConfig(model=str(files[kind]), map_path=str(files[f"{kind}_map"]),
                               device="cpu", mode="single")  # fmt: skip
-    localizer, tracker = load_localizer(cfg, SimpleNamespace(info=lines.append))
+    log = SimpleNamespace(info=lines.append, warning=lines.append)
+    localizer, tracker = load_localizer(cfg, log)
     assert tracker is None
     assert "single mode" in lines[0]
     params = {"model": str(files[kind]), "map_path": str(tmp_path / "m.lmap"),

@@ -16,9 +16,11 @@ import pytest
 from scipy.spatial.transform import Rotation
 from sequence_helpers import Town, make_town, odometry, staircase, stamps, truth_poses
 
+from liploc_ros.localization.calibration import LabelledDrive, calibrate
 from liploc_ros.localization.config import LocalizerConfig
 from liploc_ros.localization.estimate import best_places, estimate_pose
-from liploc_ros.localization.measurement import MapField, calibrate
+from liploc_ros.localization.evidence import EvidenceModel
+from liploc_ros.localization.measurement import MapField
 from liploc_ros.localization.sequence import (
     SequenceLocalizer,
     motions_from_odometry,
@@ -33,6 +35,15 @@ SETTLE = 40
 @functools.lru_cache(maxsize=1)
 def town2() -> Town:
     return make_town(0, headings_deg=(0.0, 180.0))
+
+
+@functools.lru_cache(maxsize=1)
+def evidence() -> EvidenceModel:
+    """The two-crop town calibrated on a labelled forward drive (noise seed 9)."""
+    r = staircase()
+    drive = LabelledDrive(town2().queries(r, seed=9), truth_poses(r), odometry(r, seed=9))
+    return calibrate(town2().database, [drive], model_fingerprint="town2", same_drive=False,
+                     config=SequenceConfig(particles=500)).evidence()  # fmt: skip
 
 
 def reversed_route() -> np.ndarray:
@@ -58,7 +69,7 @@ def test_a_reversed_drive_tracks_on_the_rear_crops_with_the_right_heading(seed):
     route = reversed_route()
     q = town2().queries(route, seed=1 + seed)
     n = len(route)
-    loc = SequenceLocalizer(town2().database, SequenceConfig(particles=500, seed=seed))
+    loc = SequenceLocalizer(town2().database, evidence(), SequenceConfig(particles=500, seed=seed))
     est = run_sequence(loc, q, stamps(n), motions_from_odometry(odometry(route, seed=5), n))
     s = track_summary(est, truth_poses(route))
     ok = np.array([e.ok for e in est])
@@ -81,13 +92,14 @@ def test_the_field_asks_for_every_crop_of_the_nearest_keyframes():
     scores = field.score(query, np.array([[30.0, 0.0, math.pi], [30.0, 0.0, 0.0]]))
     # each particle is explained by the crop it faces, though neighbours=1
     np.testing.assert_array_equal(scores.entry, [21, 20])
-    assert scores.log_likelihood[0] > 1.0 > scores.log_likelihood[1]
+    llr = evidence().llr(scores.z, scores.distance)
+    assert llr[0] > 0 > llr[1]
 
 
 def test_calibration_measures_the_crop_the_camera_looks_along():
     route = reversed_route()[:120]
-    field = MapField(town2().database, SequenceConfig())
-    cal = calibrate(field, town2().queries(route, noise=0.05), truth_poses(route))
+    drive = LabelledDrive(town2().queries(route, noise=0.05), truth_poses(route))
+    cal = calibrate(town2().database, [drive], model_fingerprint="town2", same_drive=False)
     assert cal.match_mean > 5.0  # a near-perfect match each frame; the forward crop would be ~0
 
 
@@ -109,14 +121,24 @@ def test_best_places_counts_keyframes_not_entries():
     assert best_places(kf, np.zeros(7, bool), 3).size == 0
 
 
+#: log ratio 2 (z - 1), 0.5 for every entry not retrieved (test_localization_estimate's)
+_GRID = np.linspace(-6.0, 6.0, 121)
+_EVIDENCE = EvidenceModel(_GRID, 2.0 * (_GRID - 1.0), 2.0, 1.0, np.full(len(_GRID), 0.5))
+
+
+def _estimate(idx, z, poses, cfg, keyframes=None):
+    return estimate_pose(idx, z * 10.0, poses, 1.0, cfg, z=z, evidence=_EVIDENCE, entries=8,
+                         keyframes=keyframes)  # fmt: skip
+
+
 def test_crops_of_one_keyframe_back_each_other_and_widen_only_the_yaw():
-    cfg = LocalizerConfig(top_k=2)
+    cfg = LocalizerConfig(top_k=2, target_precision=0.5)
     # keyframe 0 facing 0 and 180 deg scores nearly alike; keyframe 1 is 30 m away
     poses = np.stack([_pose(0, 0, 0), _pose(0, 0, 180), _pose(30, 0, 0), _pose(30, 0, 180)])
-    scores = np.array([0.90, 0.89, 0.80, 0.60])
+    z = np.array([4.0, 3.9, 3.0, 1.0])
     idx = np.arange(4)
-    with_kf = estimate_pose(idx, scores, poses, 1.0, cfg, keyframes=np.array([0, 0, 1, 1]))
-    alone = estimate_pose(idx[[0, 2]], scores[[0, 2]], poses[[0, 2]], 1.0, cfg)
+    with_kf = _estimate(idx, z, poses, cfg, keyframes=np.array([0, 0, 1, 1]))
+    alone = _estimate(idx[[0, 2]], z[[0, 2]], poses[[0, 2]], cfg)
     # both crops of keyframe 1 and of keyframe 0 enter (top_k counts places)
     assert len(with_kf.weights) == 4
     # the second crop supports its place: more confidence, less spread than without it
@@ -131,5 +153,5 @@ def test_crops_of_one_keyframe_back_each_other_and_widen_only_the_yaw():
 def test_without_keyframes_every_entry_is_its_own_place():
     cfg = LocalizerConfig(top_k=2)
     poses = np.stack([_pose(0, 0, 0), _pose(0, 0, 180), _pose(30, 0, 0)])
-    est = estimate_pose(np.arange(3), np.array([0.9, 0.89, 0.8]), poses, 1.0, cfg)
+    est = _estimate(np.arange(3), np.array([4.0, 3.9, 3.0]), poses, cfg)
     assert len(est.weights) == 2

@@ -64,7 +64,7 @@ def test_heading_and_keyframe_round_trip(tmp_path):
     assert db.keyframe_count == 6
     for mmap in (True, False):
         loaded = MapDatabase.load(db.save(tmp_path / "h.lmap", index="flat"), mmap=mmap)
-        assert loaded.format_version == MAP_FORMAT_VERSION == 2
+        assert loaded.format_version == MAP_FORMAT_VERSION == 3
         np.testing.assert_array_equal(loaded.heading_deg, db.heading_deg)
         np.testing.assert_array_equal(loaded.keyframes, db.keyframes)
         assert loaded.heading_deg.dtype == np.float32
@@ -108,9 +108,9 @@ def test_a_version_1_map_loads_as_forward_crops(tmp_path):
     np.testing.assert_array_equal(old.keyframes, np.arange(40))
     assert (old.headings, old.keyframe_count) == ((0.0,), 40)
     assert old.search(db.embeddings[[7]], 1).indices[0, 0] == 7
-    # saved again, it is a version 2 map holding the defaults
+    # saved again, it is a version 3 map holding the defaults
     again = MapDatabase.load(old.save(tmp_path / "upgraded.lmap", index="flat"))
-    assert again.format_version == 2
+    assert again.format_version == MAP_FORMAT_VERSION
     np.testing.assert_array_equal(again.keyframes, np.arange(40))
 
 
@@ -119,7 +119,7 @@ def test_bad_heading_and_keyframe_arrays_in_a_file_are_named(tmp_path):
     n = 10
     heading = np.tile(np.float32([0.0, 180.0]), 5)
     cases = [
-        ({"drop": ("keyframe",)}, "missing array(s) keyframe (format version 2)"),
+        ({"drop": ("keyframe",)}, f"keyframe (format version {MAP_FORMAT_VERSION})"),
         ({"heading_deg": heading.astype(np.float64)}, "heading_deg has dtype float64"),
         ({"keyframe": np.repeat(np.arange(5), 2).astype(np.int32)}, "keyframe has dtype int32"),
         ({"keyframe": np.arange(n - 1)}, "array shapes inconsistent: keyframe has shape (9,)"),
@@ -186,7 +186,7 @@ def test_map_info_shows_headings_and_keyframes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "entries:      10 from 5 keyframes" in out
     assert "headings:     0, 180 deg" in out
-    assert "format 2" in out
+    assert f"format {MAP_FORMAT_VERSION}" in out
     assert main(["map-info", str(path), "--no-plot", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["headings_deg"], info["keyframes"], info["entries"]) == ([0.0, 180.0], 5, 10)

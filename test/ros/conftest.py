@@ -44,6 +44,7 @@ def _fake_tf2_ros(parent: str, child: str, samples: dict[float, np.ndarray]) -> 
     module = types.ModuleType("tf2_ros")
     lookups: list[tuple[str, str, int]] = []
     sent: list = []
+    listeners: list = []
 
     class TransformException(Exception):  # noqa: N818 (tf2_ros's name)
         pass
@@ -75,6 +76,7 @@ def _fake_tf2_ros(parent: str, child: str, samples: dict[float, np.ndarray]) -> 
     class TransformListener:
         def __init__(self, buffer, node, **kwargs):
             self.buffer = buffer
+            listeners.append(self)
 
     class TransformBroadcaster:
         def __init__(self, node, **kwargs):
@@ -86,7 +88,7 @@ def _fake_tf2_ros(parent: str, child: str, samples: dict[float, np.ndarray]) -> 
     module.Buffer, module.TransformListener = Buffer, TransformListener
     module.TransformBroadcaster = TransformBroadcaster
     module.TransformException = TransformException
-    module.lookups, module.sent = lookups, sent
+    module.lookups, module.sent, module.listeners = lookups, sent, listeners
     return module
 
 
@@ -95,9 +97,10 @@ def fake_tf2_ros(monkeypatch):
     """``fake_tf2_ros(parent, child, samples)`` makes ``import tf2_ros`` give, for the test, the
     slice of tf2_ros the nodes use: Buffer.lookup_transform(parent, child, time) answering the
     ``samples`` (stamp in s -> 4x4 parent <- child) at their stamps, the newest at Time(), and
-    TransformException otherwise; TransformListener; a TransformBroadcaster whose sent
-    transforms are in ``module.sent``. Every lookup is in ``buffer.lookups`` and
-    ``module.lookups`` as (target, source, nanoseconds). Returns the module."""
+    TransformException otherwise; TransformListener (each one made is in
+    ``module.listeners``); a TransformBroadcaster whose sent transforms are in
+    ``module.sent``. Every lookup is in ``buffer.lookups`` and ``module.lookups`` as
+    (target, source, nanoseconds). Returns the module."""
 
     def install(parent: str, child: str, samples: dict[float, np.ndarray]) -> types.ModuleType:
         module = _fake_tf2_ros(parent, child, samples)

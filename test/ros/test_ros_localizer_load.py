@@ -1,4 +1,7 @@
-"""Load: camera frames at 30 Hz for 60 s into a node that manages about 10 frames/s here.
+"""Load: camera frames for 60 s at three times the rate the node manages, whatever the
+machine: the node's processing time is measured first (a few frames at 4 Hz, from its
+/diagnostics) and the camera rate set from it (at least 30 Hz), so that the overload is real
+on a slow two-core Xeon and on a fast AMX one alike, and on one core (``taskset -c 0``).
 
 The node must drop frames rather than queue them, so the latency from an image's stamp to
 its pose stays bounded by a few times the node's own processing time per frame, read from
@@ -25,8 +28,10 @@ from localizer_helpers import (
     STARTUP_S,
     GraphSide,
     NodeProcess,
+    diagnostics_windows,
     make_map_file,
     make_model_file,
+    measure_processing_ms,
     random_image,
     ros_environment,
     wait_until,
@@ -40,17 +45,19 @@ from liploc_ros.ros import conversions as conv
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 DOMAIN_ID = 161 + os.getpid() % 30  # 161..190
-RATE_HZ = 30.0
+MIN_RATE_HZ = 30.0
+OVERLOAD = 3.0  # the camera rate over the rate the node manages
 DURATION_S = 60.0
 TOPIC = "/camera/image_raw"
 MAX_RSS_GROWTH_MB = 50.0
 
 
-def test_30_hz_into_a_10_hz_node_latency_stays_bounded_and_memory_flat(tmp_path, monkeypatch):
+def test_three_times_the_nodes_rate_latency_stays_bounded_and_memory_flat(tmp_path, monkeypatch):
     env = ros_environment(DOMAIN_ID)
     for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
         monkeypatch.setenv(key, env[key])
-    # liploc-tiny (ResNet-18) at 320 px: about 10 frames/s on two cores
+    # liploc-tiny (ResNet-18) at 320 px: 10 to 40 frames/s on two cores, so that the camera
+    # rate (three times that) stays within what a Python publisher sends
     loaded = make_model_file(tmp_path / "model.safetensors", size=320)
     make_map_file(tmp_path / "map.lmap", loaded, n=500)
     params = {
@@ -69,16 +76,26 @@ def test_30_hz_into_a_10_hz_node_latency_stays_bounded_and_memory_flat(tmp_path,
         pub = graph.node.create_publisher(Image, TOPIC, qos_profile_sensor_data)
         wait_until(lambda: pub.get_subscription_count() > 0, STARTUP_S, "subscription", node)
         frames = [conv.rgb_to_image(random_image(i), "rgb8") for i in range(8)]
+
+        def send(i: int) -> None:
+            msg = frames[i % len(frames)]
+            msg.header = Header(stamp=conv.seconds_to_stamp(time.time()), frame_id="camera")
+            pub.publish(msg)
+
+        probe_ms = measure_processing_ms(graph, node, send)
+        rate_hz = max(MIN_RATE_HZ, OVERLOAD * 1000.0 / probe_ms)
+        dropped_before = int(diagnostics_windows(graph)[-1][f"{TOPIC}: dropped"])
+        with graph.lock:  # the figures below are the load run's only
+            graph.got.poses.clear()
+            graph.got.diagnostics.clear()
         start = time.monotonic()
         sent, rss = 0, {}
         while (elapsed := time.monotonic() - start) < DURATION_S:
-            msg = frames[sent % len(frames)]
-            msg.header = Header(stamp=conv.seconds_to_stamp(time.time()), frame_id="camera")
-            pub.publish(msg)
+            send(sent)
             sent += 1
             if elapsed >= 10.0 and "10s" not in rss:
                 rss["10s"] = node.rss_kib()
-            next_at = start + sent / RATE_HZ
+            next_at = start + sent / rate_hz
             time.sleep(max(0.0, next_at - time.monotonic()))
         rss["end"] = node.rss_kib()
         time.sleep(2.0)  # the last frame's pose and a diagnostics period
@@ -91,11 +108,7 @@ def test_30_hz_into_a_10_hz_node_latency_stays_bounded_and_memory_flat(tmp_path,
                     for r in graph.got.poses
                 ]
             )
-            windows = [
-                {kv.key: kv.value for kv in r.msg.status[0].values}
-                for r in graph.got.diagnostics
-                if r.msg.status and r.msg.status[0].name.startswith("localizer_node:")
-            ]
+        windows = diagnostics_windows(graph)
         counted = [
             (int(w["frames"]), float(w["processing_mean_ms"])) for w in windows if int(w["frames"])
         ]
@@ -104,10 +117,11 @@ def test_30_hz_into_a_10_hz_node_latency_stays_bounded_and_memory_flat(tmp_path,
         last = windows[-1]
         processing_p99 = float(last["processing_p99_ms"])  # over the last 1000 frames: all
         p50, p99 = np.percentile(latency_ms, [50, 99])
-        dropped = int(last[f"{TOPIC}: dropped"])
+        dropped = int(last[f"{TOPIC}: dropped"]) - dropped_before
         growth_mb = (rss["end"] - rss["10s"]) / 1024
         report = (
-            f"sent {sent} frames at {RATE_HZ:g} Hz; node localized {frames_done} "
+            f"probe: {probe_ms:.0f} ms/frame, so {rate_hz:.0f} Hz; sent {sent} frames "
+            f"({sent / DURATION_S:.0f}/s); node localized {frames_done} "
             f"({frames_done / DURATION_S:.1f}/s), dropped {dropped} in its slot and "
             f"{sent - frames_done - dropped} before it; processing "
             f"{processing_ms:.0f} ms/frame mean, {processing_p99:.0f} ms p99; latency p50 "

@@ -31,6 +31,7 @@ from localizer_helpers import (
     main_args,
     make_map_file,
     make_model_file,
+    measure_processing_ms,
     node_diagnostics,
     random_image,
     wait_until,
@@ -241,7 +242,8 @@ def test_bad_frames_are_warned_about_per_cause_and_the_node_carries_on(node, gra
 
 @pytest.mark.slow
 def test_two_cameras_raw_and_compressed_both_get_poses(node, graph):
-    """30 Hz on each camera into a node slower than that: frames are dropped, not queued,
+    """Each camera at 1.5 times the rate the node manages (at least 30 Hz; measured first,
+    so on any machine): together three times too fast, so frames are dropped, not queued,
     and neither camera starves."""
     graph.collect(PoseWithCovarianceStamped, "/localizer_node/pose", graph.got.poses, 1000)
     graph.collect(DiagnosticArray, "/diagnostics", graph.got.diagnostics)
@@ -250,29 +252,42 @@ def test_two_cameras_raw_and_compressed_both_get_poses(node, graph):
         RAW: [_image(RAW, i, 0.0) for i in range(4)],
         JPEG: [_image(JPEG, i, 0.0) for i in range(4)],
     }
+
+    def probe(i: int) -> None:
+        msg = frames[RAW][i % 4]
+        msg.header.stamp = conv.seconds_to_stamp(6000.0 + i)
+        pubs[RAW].publish(msg)
+
+    processing_ms = measure_processing_ms(graph, node, probe)
+    rate_hz = max(30.0, 1.5 * 1000.0 / processing_ms)
+    dropped_before = {c: int(node_diagnostics(graph)[f"{c}: dropped"]) for c in (RAW, JPEG)}
+    with graph.lock:
+        graph.got.poses.clear()
     start = time.time()
     stamps = {RAW: set(), JPEG: set()}
-    t = 7000.0
+    t, sent = 7000.0, 0
     while time.time() - start < 5.0:
         for k, camera in enumerate((RAW, JPEG)):
-            msg = frames[camera][int(t) % 4]
+            msg = frames[camera][sent % 4]
             stamp = round(t + 0.001 * k, 6)  # raw and compressed frames told apart by stamp
             msg.header.stamp = conv.seconds_to_stamp(stamp)
             pubs[camera].publish(msg)
             stamps[camera].add(stamp)
-        t += 1.0 / 30
-        time.sleep(1.0 / 30)
+        t += 1.0 / rate_hz
+        sent += 1
+        time.sleep(max(0.0, start + sent / rate_hz - time.time()))
     time.sleep(2.0)
     got = [round(s, 6) for s in _stamps(graph.got.poses)]
     per_camera = {c: sum(s in stamps[c] for s in got) for c in stamps}
     total = sum(per_camera.values())
-    assert total > 10, per_camera
+    report = f"{processing_ms:.0f} ms/frame, {rate_hz:.0f} Hz per camera: {per_camera}"
+    assert total > 10, report
     for camera, count in per_camera.items():
-        assert count >= 0.3 * total, per_camera
-        assert count < len(stamps[camera]), f"{camera}: every frame localized, none dropped?"
+        assert count >= 0.3 * total, report
+        assert count < len(stamps[camera]), f"{camera}: every frame localized? {report}"
     d = node_diagnostics(graph)
-    assert int(d[f"{RAW}: dropped"]) > 0, d
-    assert int(d[f"{JPEG}: dropped"]) > 0, d
+    assert int(d[f"{RAW}: dropped"]) > dropped_before[RAW], d
+    assert int(d[f"{JPEG}: dropped"]) > dropped_before[JPEG], d
 
 
 @pytest.mark.slow
@@ -373,6 +388,24 @@ def test_publish_tf_broadcasts_map_to_odom_from_the_fix(files, ros_context, fake
         T_map_odom = conv.transform_to_matrix(tf.transform)
         np.testing.assert_allclose(T_map_odom @ T_odom_base, T_map_base, atol=1e-9)
         assert node._tf.buffer.lookups == [("odom", "base_link", round((T0 + 7) * 1e9))]
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+def test_tf_odometry_and_publish_tf_share_one_tf_listener(files, ros_context, fake_tf2_ros):
+    fake = fake_tf2_ros("odom", "base_link", {T0 + 7: np.eye(4)})
+    model, map_path, _ = files
+    params = _params(model, map_path, publish_tf=True, image_topics=[RAW], mode="sequence",
+                     odometry_source="tf")  # fmt: skip
+    node = _in_process_node(ros_context, params)
+    try:
+        assert node.tracking is not None
+        assert node._tf is not None
+        assert len(fake.listeners) == 1
+        assert fake.listeners[0].buffer is node._tf.buffer
+        assert node.tracking.odometry.at(T0 + 7) is not None  # read from that one buffer
+        assert node._tf.buffer.lookups[-1][:2] == ("odom", "base_link")
     finally:
         node.close()
         node.destroy_node()

@@ -1,5 +1,5 @@
 """The localizer node's parts, without a running graph: newest-frame slots, throttled
-warnings, the base_link pose and covariance, bad-image causes, statistics, messages, the
+warnings, bad-image causes, statistics, messages, the
 parameters and their YAML file."""
 
 from __future__ import annotations
@@ -18,16 +18,19 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from liploc_ros.errors import ConfigError
-from liploc_ros.localization import LocalizerConfig, estimate_pose, pose_deltas
-from liploc_ros.mapdb import MapDatabase
-from liploc_ros.mapdb.synthetic import synthetic_info
-from liploc_ros.ros.base_pose import base_pose
+from liploc_ros.localization import LocalizerConfig
 from liploc_ros.ros.frame_slots import LatestFrameSlots
 from liploc_ros.ros.localizer_stats import LocalizerStats
-from liploc_ros.ros.pose_sources import extrinsic_matrix
 from liploc_ros.ros.throttle import WarningThrottle
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pose(x, y, z=0.0, roll=0.0, pitch=0.0, yaw=0.0) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_euler("xyz", [roll, pitch, yaw], degrees=True).as_matrix()
+    T[:3, 3] = (x, y, z)
+    return T
 
 
 # -- newest-frame slots ---------------------------------------------------------------------
@@ -111,94 +114,6 @@ def test_warnings_are_throttled_per_cause_with_counts(clock):
     assert throttle.counts() == {"wrong step": 4, "corrupt compressed image": 1}
 
 
-# -- base_link pose and covariance ----------------------------------------------------------
-
-
-def _pose(x, y, z=0.0, roll=0.0, pitch=0.0, yaw=0.0) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_euler("xyz", [roll, pitch, yaw], degrees=True).as_matrix()
-    T[:3, 3] = (x, y, z)
-    return T
-
-
-@pytest.fixture
-def tilted_map() -> MapDatabase:
-    """Entries whose poses differ in position, heading and tilt."""
-    poses = np.stack(
-        [
-            _pose(0, 0, 1.73, yaw=10),
-            _pose(2, 1, 1.73, roll=4, pitch=-3, yaw=20),
-            _pose(-3, 2, 1.8, pitch=6, yaw=-170),
-            _pose(8, -4, 1.7, roll=-5, yaw=90),
-        ]
-    )
-    emb = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
-    return MapDatabase.from_poses(emb, poses, np.arange(4.0), synthetic_info(8))
-
-
-def _estimate(database, config):
-    idx = np.array([1, 0, 2, 3])
-    scores = np.array([0.9, 0.85, 0.8, 0.7])
-    return estimate_pose(idx, scores, database.poses_at(idx), 5.0, config)
-
-
-def test_with_an_identity_mount_the_base_pose_is_the_estimate():
-    config = LocalizerConfig(max_spread_m=100.0)
-    database = MapDatabase.from_poses(
-        np.eye(4, 8, dtype=np.float32),
-        np.stack([_pose(0, 0), _pose(3, 4, yaw=30), _pose(-2, 1, roll=3), _pose(9, 9)]),
-        np.arange(4.0),
-        synthetic_info(8),
-    )
-    est = _estimate(database, config)
-    fix = base_pose(est, database, np.eye(4), config)
-    np.testing.assert_allclose(fix.matrix, est.pose)
-    np.testing.assert_allclose(fix.covariance, est.covariance, atol=1e-12)
-
-
-def test_the_base_pose_moves_each_match_by_the_mount(tilted_map):
-    config = LocalizerConfig(max_spread_m=100.0)
-    est = _estimate(tilted_map, config)
-    assert est.ok
-    T_base_lidar = extrinsic_matrix([0.2, 0.0, 1.73, 0.0, 0.0, 0.0])
-    fix = base_pose(est, tilted_map, T_base_lidar, config)
-    np.testing.assert_allclose(fix.matrix, est.pose @ np.linalg.inv(T_base_lidar), atol=1e-12)
-    # by hand: every match moved to base_link, deltas about the best, weighted, plus floors
-    moved = tilted_map.poses_at(est.indices) @ np.linalg.inv(T_base_lidar)
-    d = pose_deltas(moved, moved[0])
-    expected = (d * est.weights[:, None]).T @ d + np.diag(np.square(config.std_floors))
-    np.testing.assert_allclose(fix.covariance, expected, atol=1e-10)
-    # the tilt of the matches makes base_link's position less certain than the LiDAR's...
-    assert not np.allclose(fix.covariance[:3, :3], est.covariance[:3, :3])
-    # ... while the angles are the same rotation differences
-    np.testing.assert_allclose(fix.covariance[3:, 3:], est.covariance[3:, 3:], atol=1e-10)
-    assert np.all(np.linalg.eigvalsh(fix.covariance) > 0)
-    assert np.allclose(fix.covariance, fix.covariance.T)
-
-
-def test_a_rotated_mount_turns_the_base_heading():
-    config = LocalizerConfig()
-    database = MapDatabase.from_poses(
-        np.eye(2, 8, dtype=np.float32),
-        np.stack([_pose(5, 5, 1.73, yaw=40), _pose(6, 5, 1.73, yaw=40)]),
-        np.arange(2.0),
-        synthetic_info(8),
-    )
-    est = estimate_pose(np.array([0, 1]), np.array([1.0, 0.5]), database.poses, 1.0, config)
-    fix = base_pose(est, database, extrinsic_matrix([0, 0, 1.73, 0, 0, math.pi / 2]), config)
-    yaw = Rotation.from_matrix(fix.matrix[:3, :3]).as_euler("xyz", degrees=True)[2]
-    assert yaw == pytest.approx(-50.0)
-    np.testing.assert_allclose(fix.matrix[:3, 3], [5, 5, 0], atol=1e-9)
-
-
-def test_an_estimate_without_fix_has_no_base_pose(tilted_map):
-    config = LocalizerConfig(max_spread_m=0.5)
-    est = _estimate(tilted_map, config)
-    assert not est.ok
-    with pytest.raises(ValueError, match="no fix"):
-        base_pose(est, tilted_map, np.eye(4), config)
-
-
 # -- statistics -----------------------------------------------------------------------------
 
 
@@ -280,9 +195,7 @@ def test_the_yaml_file_sets_every_parameter_with_a_comment():
     params = yaml.safe_load(text)["localizer_node"]["ros__parameters"]
     names = set(parameter_names(LocalizerNodeConfig))
     in_file = _flatten(params)
-    # everything but min_score (no null in ROS parameter files: commented out) is in the file
-    assert in_file == names - {"localizer.min_score"}
-    assert re.search(r"^\s*# min_score: .*#", text, re.MULTILINE)
+    assert in_file == names
     assert set(config_docs(LocalizerNodeConfig)) == names  # the texts of `ros2 param describe`
     # a comment on every key
     for line in text.splitlines():
@@ -290,13 +203,13 @@ def test_the_yaml_file_sets_every_parameter_with_a_comment():
         if key and key.group(1) not in ("ros__parameters", "localizer"):
             assert "#" in key.group(2), f"no comment: {line}"
     # the file's values make a valid config, and liploc localize --config reads it
-    from liploc_ros.cli.localize import read_config_file
+    from liploc_ros.cli.localize_config import read_config_file
     from liploc_ros.config import from_dict
 
     cfg = from_dict(LocalizerNodeConfig, {**params, "model": "m", "map_path": "m"})
     assert cfg.localizer == LocalizerConfig(**read_config_file(path))
     # the sequence section states the filter's defaults, and liploc localize reads it alike
-    from liploc_ros.cli.localize import sequence_config
+    from liploc_ros.cli.localize_config import sequence_config
     from liploc_ros.localization.sequence_config import SequenceConfig
 
     assert cfg.mode == "sequence"
@@ -417,3 +330,29 @@ def test_diagnostics_levels(ros_messages, clock):
     assert values["/cam: processed"] == "3"
     assert values["warnings: wrong step"] == "2"
     assert values["processing_mean_ms"] == "4.0"
+
+
+@pytest.mark.ros
+def test_diagnostics_warn_on_a_map_without_a_calibration_for_the_model(ros_messages, clock):
+    from builtin_interfaces.msg import Time
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from liploc_ros.ros import localizer_messages as msgs
+    from liploc_ros.ros.frame_slots import SlotCounts
+
+    stats = LocalizerStats(clock=clock)
+    clock.t = 1.0
+    stats.record(ok=True, score=1.0, confidence=1.0, latency_ms=5.0, processing_ms=4.0)
+    clock.t = 2.0
+    cams = {"/cam": SlotCounts(received=1, taken=1, dropped=0)}
+    args = ("n", "hw", Time(), stats.window(), cams, {})
+    calibrated = msgs.diagnostics_message(*args, calibration="map drive, 600 frames of x")
+    status = calibrated.status[0]
+    assert status.level == DiagnosticStatus.OK
+    assert {kv.key: kv.value for kv in status.values}["calibration"].startswith("map drive")
+    why = "map m.lmap was calibrated for model 0123 but runs with 4567: conservative settings"
+    other = msgs.diagnostics_message(*args, calibration="n/a", calibration_warning=why)
+    status = other.status[0]
+    assert status.level == DiagnosticStatus.WARN  # frames are fixed, the map still warns
+    assert {kv.key: kv.value for kv in status.values}["calibration"] == why
+    assert "calibrat" in status.message

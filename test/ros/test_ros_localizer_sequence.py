@@ -10,6 +10,7 @@ global localization; without odometry the node still runs and says so.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ DOMAIN_ID = 191 + os.getpid() % 20  # 191..210: apart from the other node tests
 MODEL = ROOT / "models" / "liploc_demo.safetensors"
 CAMERA = "/cam/image_raw"
 T0 = 3000.0  # s added to the drive's stamps (ROS time 0 means unset)
-MAP_FRAMES, QUERY_FRAMES = 60, 30
+MAP_FRAMES, QUERY_FRAMES, OFF_MAP_FRAMES = 60, 30, 50
 T_LIDAR_BASE = invert_transform(extrinsic_matrix(DEFAULT_BASE_TO_LIDAR))
 LATCHED = QoSProfile(
     depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -61,6 +62,7 @@ def drive(tmp_path_factory):
     from liploc_ros.datasets.synthetic import SyntheticDrive, make_town
     from liploc_ros.datasets.synthetic.config import TownConfig
     from liploc_ros.mapping import MapBuildConfig, build_map
+    from liploc_ros.mapping.calibration_drive import calibrate_map
     from liploc_ros.model import Embedder
     from liploc_ros.model.model_file import load_model_file
 
@@ -68,6 +70,9 @@ def drive(tmp_path_factory):
     embedder = Embedder(load_model_file(MODEL), device="cpu")
     source = SyntheticDrive(town, 0, MAP_FRAMES)
     database, _ = build_map(source, embedder, MapBuildConfig(device="cpu"), progress=False)
+    # calibrated on its own drive's camera frames, as build-map does
+    calibration, why_not = calibrate_map(database, source, embedder, same_drive=True)
+    assert calibration is not None, why_not
     map_path = database.save(tmp_path_factory.mktemp("sequence") / "town100.lmap")
     queries = SyntheticDrive(town, 1, QUERY_FRAMES)
     frames = [queries.frame(i, points=False) for i in range(QUERY_FRAMES)]
@@ -190,6 +195,8 @@ def test_tracked_poses_with_the_image_stamps_near_the_truth_and_the_filters_cova
     assert float(d["tracked_share"]) == pytest.approx(len(poses) / len(frames), abs=1e-3)
     assert 0 < float(d["effective_particles"]) <= 1000 * 1.5
     assert d["total_fixes"] == str(len(poses))
+    assert d["calibration"].startswith("map drive"), d  # the map's own, no warning
+    assert float(d["offmap_probability"]) < 0.5, d
 
     # the initial pose once the filter tracked: the first pose
     wait_until(lambda: graph.got.initialposes, 5, "/initialpose", node)
@@ -204,6 +211,50 @@ def test_tracked_poses_with_the_image_stamps_near_the_truth_and_the_filters_cova
     assert all(len(m.points) >= 100 for m in clouds)
     assert {round(conv.stamp_to_seconds(m.header.stamp), 6) for m in clouds} <= set(stamps)
     assert len(clouds) < len(frames)  # at most every 0.5 s, not every frame
+
+
+def test_off_the_map_the_diagnostics_say_so_and_no_pose_goes_out(drive, node, graph):
+    """After the tracked drive the vehicle turns off the mapped road: frames of another town,
+    the odometry going on from where it was, turned 90 degrees. No pose once it is 30 m
+    away, and /diagnostics says the filter believes it is off the map."""
+    from liploc_ros.datasets.synthetic import SyntheticDrive, make_town
+    from liploc_ros.datasets.synthetic.config import TownConfig
+
+    _, frames = drive
+    away = SyntheticDrive(make_town(TownConfig(seed=3)), 1, OFF_MAP_FRAMES)
+    last = frames[-1]
+    start = away.frame(0, points=False)
+    # the away drive's motion, chained onto the tracked drive's odometry after a right turn
+    turn = np.eye(4)
+    turn[:2, :2] = [[0.0, 1.0], [-1.0, 0.0]]
+    chain = last.odometry @ turn @ np.linalg.inv(start.odometry)
+    away_frames = [
+        dataclasses.replace(f, odometry=chain @ f.odometry, stamp=last.stamp + 1.0 + f.stamp)
+        for f in (away.frame(i, points=False) for i in range(OFF_MAP_FRAMES))
+    ]
+    with graph.lock:
+        before = len(graph.got.diagnostics)
+    on_map = float(node_diagnostics(graph)["offmap_probability"])
+    stamps = _feed(graph, node, away_frames, T0)
+    xy = np.array([f.odometry[:2, 3] for f in away_frames])
+    gone = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
+    with graph.lock:
+        got = {round(conv.stamp_to_seconds(r.msg.header.stamp), 6) for r in graph.got.poses}
+        reported = [
+            {kv.key: kv.value for kv in status.values}
+            for r in graph.got.diagnostics[before:]
+            for status in r.msg.status
+            if status.name.startswith("localizer_node:")
+        ]
+    late = [s for s, g in zip(stamps, gone, strict=True) if g > 30.0 and s in got]
+    assert not late, f"poses {late} more than 30 m off the map\n{node.log[-3000:]}"
+    off = [float(d["offmap_probability"]) for d in reported if "offmap_probability" in d]
+    # the odometry carried every particle beyond the map's coverage: the off-map probability
+    # rose from its on-map value (it falls back as look-alike places on this small map
+    # explain the other town's frames, none of them surely enough for a fix)
+    assert off, reported
+    assert max(off) > max(0.1, 10 * on_map), (on_map, off)
+    assert "tracking" not in {d.get("state") for d in reported[2:]}, reported
 
 
 def test_relocalize_service_and_topic_restart_global_localization(drive, node, graph):
@@ -260,6 +311,8 @@ def test_without_odometry_the_filter_random_walks_and_says_so(drive, ros_context
         assert values["total_frames_without_odometry"] == "20"
         assert values["without odometry: no odometry received yet"] == "20"
         assert values["odometry_source"] == "topic /nobody"
+        # no odometry has ever come: no frame waited WAIT_S (50 ms) for it
+        assert float(values["odometry_wait_mean_ms"]) < 5.0
         assert values["total_internal_errors"] == "0"
         assert poses, "the random walk alone never tracked"  # it does on this drive
     finally:

@@ -64,6 +64,36 @@ def test_the_buffer_waits_briefly_for_odometry_of_the_images_stamp():
     late.join()
 
 
+def test_a_frame_waits_for_no_odometry_when_none_flows(clock):
+    """No sample ever (a client sending images only), or none for longer than FLOWING_S:
+    the lookup answers at once instead of waiting for a sample that is not coming."""
+    buf = OdometryBuffer(0.5, np.eye(4), clock=clock)
+    waited = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        assert buf.at(5.0, wait=2.0) == (None, odo.NOT_YET)
+        waited.append(time.monotonic() - t0)
+    assert max(waited) < 0.5  # the wait would be 2 s
+    buf.add(1.0, _pose(0.0))  # arrives at clock time 0: flowing
+    assert buf.flowing()
+    clock.t = odo.FLOWING_S + 0.1  # then nothing for longer than FLOWING_S: stopped
+    assert not buf.flowing()
+    t0 = time.monotonic()
+    assert buf.at(5.0, wait=2.0) == (None, odo.STALE)
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_the_time_spent_getting_odometry_is_measured():
+    buf = OdometryBuffer(0.5, np.eye(4))
+    source = OdometryInput("topic", "topic /odom", lambda t: buf.at(t, 0.2), lambda *a: None)
+    assert source.wait_ms() == 0.0
+    source.at(1.0)  # nothing received: no wait
+    assert source.wait_ms() < 50.0
+    buf.add(1.0, _pose(0.0))
+    source.at(1.05)  # flowing, the image newer than the newest sample: waits 0.2 s
+    assert source.wait_ms() > 0.5 * 200.0 / 2  # two frames, one waited about 200 ms
+
+
 def _cfg(**kw):
     base = {"odometry_source": "topic", "odom_frame": "odom", "base_frame": "base_link",
             "odom_timeout": 0.5, "odom_topic": "/odom"}  # fmt: skip
@@ -103,7 +133,7 @@ def test_without_tf2_ros_auto_is_the_topic_and_tf_is_refused(without_tf2_ros):
 
 
 def test_the_filters_covariance_is_carried_to_base_link_by_the_lever_arm():
-    from liploc_ros.ros.base_pose import base_pose, carried_covariance
+    from liploc_ros.localization.base_pose import base_pose, carried_covariance
 
     cov = np.diag([0.25, 0.36, 1.0, 0.01, 0.04, 0.09])
     np.testing.assert_allclose(carried_covariance(cov, np.zeros(3)), cov)

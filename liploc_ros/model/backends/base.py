@@ -9,12 +9,14 @@ backend is only the part that differs: where and in which precision the network 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Literal, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
+from liploc_ros.errors import BackendError
 from liploc_ros.model.liploc import LipLocModel
 from liploc_ros.model.liploc_file import LoadedModel
 
@@ -30,11 +32,18 @@ _KEPT_DTYPES = (torch.float32, torch.int64)
 class EncoderRunner(Protocol):
     """One model's two encoders, ready to run in one backend, device and precision."""
 
-    #: the backend's registry name ("torch", "openvino", "onnxruntime")
-    backend: str
-    device: torch.device
-    #: the concrete precision in effect ("fp32", "fp16", "bf16")
-    precision: str
+    @property
+    def backend(self) -> str:
+        """The backend's registry name ("torch", "openvino", "onnxruntime")."""
+        ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def precision(self) -> str:
+        """The concrete precision in effect ("fp32", "fp16", "bf16", "int8")."""
+        ...
 
     def encode(self, side: Side, batch: torch.Tensor) -> np.ndarray:
         """(B, 3, S, S) float32 CPU tensor -> (B, D) float32 embeddings."""
@@ -83,3 +92,36 @@ def fp32_cpu_model(loaded: LoadedModel) -> LipLocModel:
     if all(t.device.type == "cpu" and t.dtype in _KEPT_DTYPES for t in tensors):
         return model.eval()
     return copy.deepcopy(model).to("cpu", torch.float32).eval()
+
+
+def joined(values: Mapping[Side, str]) -> str:
+    """One value where the encoders agree, else ``camera X, lidar Y``."""
+    distinct = set(values.values())
+    if len(distinct) == 1:
+        return distinct.pop()
+    return ", ".join(f"{side} {value}" for side, value in values.items())
+
+
+class SidesRunner:
+    """Encoders that run in different runners (one per side) behind one EncoderRunner: an
+    INT8 camera encoder beside a refused LiDAR one, or two sides chosen apart by ``auto``."""
+
+    def __init__(self, runners: Mapping[Side, EncoderRunner]) -> None:
+        if not runners:
+            raise ValueError("no encoder runners")
+        self.runners = dict(runners)
+        first = next(iter(self.runners.values()))
+        self.device = first.device
+        self.backend = joined({s: r.backend for s, r in self.runners.items()})
+        self.precision = joined({s: r.precision for s, r in self.runners.items()})
+
+    def encode(self, side: Side, batch: torch.Tensor) -> np.ndarray:
+        try:
+            runner = self.runners[side]
+        except KeyError:
+            raise BackendError(f"the {side} encoder was not loaded") from None
+        return runner.encode(side, batch)
+
+    def describe(self) -> str:
+        lines = {s: r.describe() for s, r in self.runners.items()}
+        return joined(lines)

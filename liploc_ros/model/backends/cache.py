@@ -1,9 +1,13 @@
 """Converted models, cached beside the model file and never used when stale.
 
-A conversion (ONNX export, OpenVINO IR) takes seconds to a minute, so it is done once per
-model, backend and precision and kept in
+A conversion (ONNX export, OpenVINO IR, INT8 calibration) takes seconds to minutes, so it is
+done once per model, backend, precision (INT8: and calibration) and encoder, and kept in
 
-    <model folder>/.liploc-cache/<model stem>-<fingerprint>/<backend>-<precision>/
+    <model folder>/.liploc-cache/<model stem>-<fingerprint>/<backend>-<variant>/<encoder>/
+
+where the variant is the precision, or ``int8-<calibration id>`` (see :mod:`.int8`). The
+model's folder holds the automatic choice's measurements too (``auto/``, see :mod:`.auto`)
+and the fp32 reference embeddings of the verification frames (``reference/``).
 
 (in-memory models and read-only model folders: ``$LIPLOC_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/liploc_ros`` or ``~/.cache/liploc_ros``). The folder's ``manifest.json``
@@ -30,22 +34,23 @@ from typing import Any, TypeVar
 
 from liploc_ros import __version__
 from liploc_ros.config import to_dict
-from liploc_ros.errors import BackendError
+from liploc_ros.errors import BackendError, VerificationError
 from liploc_ros.io_utils import write_text_atomic
 from liploc_ros.model.liploc_file import LoadedModel
 
 log = logging.getLogger(__name__)
 
 #: bump when what a cache folder holds changes meaning
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 MANIFEST = "manifest.json"
 CACHE_FOLDER = ".liploc-cache"
 T = TypeVar("T")
 
 
-def graph_key(loaded: LoadedModel, backend: str, precision: str) -> dict[str, Any]:
+def graph_key(loaded: LoadedModel, backend: str, precision: str, **extra: Any) -> dict[str, Any]:
     """Everything a converted encoder depends on: the weights, the architecture (normalise or
-    not), the input sizes, the backend, the precision."""
+    not), the input sizes, the backend, the precision, and ``extra`` (the encoder, an INT8
+    model's calibration and quantizer settings)."""
     pre = loaded.preprocess
     key = {
         "cache_format": CACHE_FORMAT,
@@ -55,6 +60,7 @@ def graph_key(loaded: LoadedModel, backend: str, precision: str) -> dict[str, An
         "sha256": loaded.sha256,
         "model_config": to_dict(loaded.model_config),
         "input_sizes": {"camera": pre.camera.image_size, "lidar": pre.lidar_image_size},
+        **extra,
     }
     return json.loads(json.dumps(key))  # as it reads back from the manifest (lists, not tuples)
 
@@ -68,19 +74,46 @@ def user_cache_root() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "liploc_ros"
 
 
-def cache_folder(
-    loaded: LoadedModel, backend: str, precision: str, root: Path | None = None
-) -> Path:
-    """The cache folder of (model, backend, precision); ``root`` overrides where it goes."""
-    stem = loaded.path.stem if loaded.path is not None else "memory"
-    leaf = Path(f"{stem}-{loaded.fingerprint}") / f"{backend}-{precision}"
+def model_cache_root(loaded: LoadedModel, root: Path | None = None) -> Path:
+    """The folder of everything cached for ``loaded`` (``root`` overrides where it goes):
+    beside the model file where that folder is writable, else the user cache."""
+    return cache_root_for(loaded.path, loaded.fingerprint, root)
+
+
+def cache_root_for(path: Path | None, fingerprint: str, root: Path | None = None) -> Path:
+    """:func:`model_cache_root` of the model file at ``path`` (None: an in-memory model)."""
+    stem = path.stem if path is not None else "memory"
+    leaf = Path(f"{stem}-{fingerprint}")
     if root is not None:
         return Path(root) / leaf
-    if loaded.path is not None:
-        beside = loaded.path.resolve().parent
+    if path is not None:
+        beside = path.resolve().parent
         if os.access(beside, os.W_OK) or os.access(beside / CACHE_FOLDER, os.W_OK):
             return beside / CACHE_FOLDER / leaf
     return user_cache_root() / leaf
+
+
+def cache_folder(
+    loaded: LoadedModel,
+    backend: str,
+    variant: str,
+    root: Path | None = None,
+    *,
+    side: str | None = None,
+) -> Path:
+    """The cache folder of (model, backend, variant), and of one encoder when ``side`` is
+    given; ``root`` overrides where it goes."""
+    folder = model_cache_root(loaded, root) / f"{backend}-{variant}"
+    return folder / side if side is not None else folder
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """A cache folder's manifest (None: none, or unreadable)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _sha256(path: Path) -> str:
@@ -150,12 +183,16 @@ def cached(
 ) -> T:
     """``load(folder)``, after (re)building ``folder`` with ``build(tmp)`` if it is stale.
 
-    A folder that passes the manifest check but still fails to load is rebuilt once too.
+    A folder that passes the manifest check but still fails to load is rebuilt once too; one
+    whose model was refused by its verification (VerificationError) is not: the verdict is
+    what was cached, and rebuilding would only repeat it.
     """
     reason = stale_reason(folder, key)
     if reason is None:
         try:
             return load(folder)
+        except VerificationError:
+            raise
         except BackendError as err:
             reason = f"it does not load ({err})"
     if folder.exists():

@@ -124,6 +124,7 @@ def test_cache_folders_are_keyed_by_fingerprint_and_precision(tmp_path, monkeypa
         tmp_path / "models" / ".liploc-cache" / f"vit-{model.fingerprint}" / "openvino-bf16"
     )
     assert cache_folder(model, "openvino", "fp32") != folder
+    assert cache_folder(model, "openvino", "bf16", side="lidar") == folder / "lidar"
     key = graph_key(model, "openvino", "bf16")
     assert key["sha256"] == model.sha256
     assert key["precision"] == "bf16"
@@ -153,9 +154,9 @@ def test_a_stale_converted_model_is_rebuilt_not_used(tmp_path, caplog):
     model = save_tiny_vit(tmp_path / "a" / "m.safetensors", seed=0)
     other = save_tiny_vit(tmp_path / "b" / "m.safetensors", seed=1)
     x = inputs()
-    expected = Embedder(model, device="cpu", precision="fp32").embed_camera(x)
+    expected = Embedder(model, device="cpu", precision="fp32", backend="torch").embed_camera(x)
     Embedder(model, device="cpu", backend="onnxruntime")
-    ours = cache_folder(model, "onnxruntime", "fp32")
+    ours = cache_folder(model, "onnxruntime", "fp32", side="camera")
     mtime = (ours / "camera.onnx").stat().st_mtime_ns
     Embedder(model, device="cpu", backend="onnxruntime")  # reused, not rebuilt
     assert (ours / "camera.onnx").stat().st_mtime_ns == mtime
@@ -165,7 +166,7 @@ def test_a_stale_converted_model_is_rebuilt_not_used(tmp_path, caplog):
     data = (ours / "camera.onnx").read_bytes()
     manifest["files"]["camera.onnx"] = {"bytes": len(data), "sha256": sha256(data).hexdigest()}
     (ours / "manifest.json").write_text(json.dumps(manifest))
-    assert stale_reason(ours, graph_key(model, "onnxruntime", "fp32")) is None
+    assert stale_reason(ours, graph_key(model, "onnxruntime", "fp32", side="camera")) is None
     with caplog.at_level(logging.WARNING, logger=cache.__name__):
         embedder = Embedder(model, device="cpu", backend="onnxruntime")
     assert f"holds model {other.fingerprint}, not {model.fingerprint}" in caplog.text

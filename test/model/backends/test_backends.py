@@ -92,22 +92,24 @@ def test_torch_bf16_keeps_the_head_in_fp32_and_the_model_untouched(tiny_vit, ref
 
 def test_auto_precision_follows_the_cpu_flags(tiny_vit, monkeypatch, tmp_path):
     fake_cpuinfo(monkeypatch, tmp_path, AVX2_CPUINFO)
-    assert Embedder(tiny_vit, device="cpu").precision == "fp32"
+    assert Embedder(tiny_vit, device="cpu", backend="torch").precision == "fp32"
     fake_cpuinfo(monkeypatch, tmp_path, AMX_CPUINFO)
-    assert Embedder(tiny_vit, device="cpu").precision == "bf16"
+    assert Embedder(tiny_vit, device="cpu", backend="torch").precision == "bf16"
 
 
 @needs("onnxruntime")
-def test_onnxruntime_runs_fp32_only(tiny_vit):
-    with pytest.raises(DeviceError, match=r"fp32 only.*openvino"):
+def test_onnxruntime_runs_fp32_or_int8_on_the_cpu(tiny_vit):
+    with pytest.raises(DeviceError, match=r"fp32 or int8 on the CPU, not bf16.*openvino"):
         Embedder(tiny_vit, device="cpu", precision="bf16", backend="onnxruntime")
+    with pytest.raises(DeviceError, match="int8 runs in backend openvino or onnxruntime"):
+        Embedder(tiny_vit, device="cpu", precision="int8", backend="torch")
 
 
 @needs("openvino")
 def test_openvino_refuses_what_it_would_silently_change(tiny_vit, monkeypatch, tmp_path):
     from liploc_ros.model.backends import openvino_backend
 
-    with pytest.raises(DeviceError, match="fp32 or bf16"):
+    with pytest.raises(DeviceError, match="fp32, bf16 or int8"):
         Embedder(tiny_vit, device="cpu", precision="fp16", backend="openvino")
     if HAS_CUDA:
         with pytest.raises(DeviceError, match="runs on the CPU"):
@@ -156,5 +158,5 @@ def test_a_missing_backend_names_the_extra_to_install(
 
 
 def test_an_unknown_backend_lists_the_known_ones(tiny_vit):
-    with pytest.raises(ConfigError, match="torch, openvino, onnxruntime"):
+    with pytest.raises(ConfigError, match="auto, torch, openvino, onnxruntime"):
         Embedder(tiny_vit, backend="tensorflow")

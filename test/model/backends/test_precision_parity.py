@@ -29,8 +29,8 @@ def _both(embedder, x):
 @pytest.mark.slow
 def test_torch_bf16_keeps_parity_on_the_authors_checkpoints(authors):
     loaded, x = authors
-    fp32 = _both(Embedder(loaded, device="cpu", precision="fp32"), x)
-    bf16 = _both(Embedder(loaded, device="cpu", precision="bf16"), x)
+    fp32 = _both(Embedder(loaded, device="cpu", precision="fp32", backend="torch"), x)
+    bf16 = _both(Embedder(loaded, device="cpu", precision="bf16", backend="torch"), x)
     for got, expected in zip(bf16, fp32, strict=True):
         assert min_cosine(got, expected) >= PARITY
 
@@ -43,7 +43,7 @@ def test_openvino_bf16_keeps_parity_on_the_authors_checkpoints(authors, tmp_path
     if not openvino_has_bf16():
         pytest.skip("OpenVINO reports no bf16 on this CPU (no AMX / AVX512-BF16)")
     loaded, x = authors
-    fp32 = _both(Embedder(loaded, device="cpu", precision="fp32"), x)
+    fp32 = _both(Embedder(loaded, device="cpu", precision="fp32", backend="torch"), x)
     ov = Embedder(loaded, device="cpu", precision="bf16", backend="openvino", cache_dir=tmp_path)
     for got, expected in zip(_both(ov, x), fp32, strict=True):
         assert min_cosine(got, expected) >= PARITY

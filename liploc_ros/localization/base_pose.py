@@ -6,13 +6,14 @@ The map stores LiDAR poses, so the localizer's estimate is ``T_map_lidar``; a ve
 
 The covariance is not simply carried over: with the LiDAR 1.73 m above base_link, a match
 that differs in roll or pitch places base_link elsewhere than the LiDAR. It is recomputed
-exactly as the core computes it (:func:`~liploc_ros.localization.pose_deltas` and
-:func:`~liploc_ros.localization.weighted_covariance` with the config's floors), from the same
-top-k matches and weights, with each match's pose moved to base_link. With an identity
-mount the result equals the core's covariance. An estimate without matches to re-weight (the
-sequence filter's: its covariance is the posterior mode's spread) has its covariance carried
-over to first order instead: a small rotation of the LiDAR moves base_link by the lever arm.
-No rclpy here.
+exactly as the estimate computes it (:func:`~liploc_ros.localization.estimate.pose_deltas`
+and :func:`~liploc_ros.localization.estimate.weighted_covariance` with the config's floors),
+from the very entries and weights the estimate used (:attr:`PoseEstimate.used`: on a map with
+several crops per keyframe they are not the first retrieved ones), with each match's pose
+moved to base_link. With an identity mount the result equals the estimate's covariance. An
+estimate without matches to re-weight (the sequence filter's: its covariance is the posterior
+mode's spread) has its covariance carried over to first order instead: a small rotation of
+the LiDAR moves base_link by the lever arm.
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from liploc_ros.datasets.interpolation import invert_transform
-from liploc_ros.localization import (
-    LocalizerConfig,
-    PoseEstimate,
-    pose_deltas,
-    weighted_covariance,
-)
+from liploc_ros.errors import MapError
+from liploc_ros.localization.config import LocalizerConfig
+from liploc_ros.localization.estimate import PoseEstimate, pose_deltas, weighted_covariance
 from liploc_ros.mapdb import MapDatabase
 
 __all__ = ["BasePose", "base_pose", "carried_covariance"]
@@ -55,10 +53,15 @@ def base_pose(
     T_lidar_base = invert_transform(np.asarray(T_base_lidar, np.float64))
     best = np.asarray(estimate.pose, np.float64) @ T_lidar_base
     weights = np.asarray(estimate.weights, np.float64)
-    used = np.asarray(estimate.indices, np.int64)[: len(weights)]
-    if weights.size == 0 or (used < 0).any():  # not from estimate_pose: nothing to re-weight
+    used = np.asarray(estimate.used, np.int64)
+    if weights.size == 0:  # not a weighted set of matches: nothing to re-weight
         lever = np.asarray(estimate.pose, np.float64)[:3, :3] @ T_lidar_base[:3, 3]
         return BasePose(best, carried_covariance(estimate.covariance, lever))
+    if len(used) != len(weights) or (used < 0).any() or (used >= len(database)).any():
+        raise MapError(
+            f"estimate at {estimate.stamp:.9f}: {len(weights)} weights for the entries "
+            f"{used.tolist()} of a {len(database)}-entry map"
+        )
     poses = database.poses_at(used) @ T_lidar_base
     cov = weighted_covariance(pose_deltas(poses, best), weights, config.std_floors)
     return BasePose(best, cov)

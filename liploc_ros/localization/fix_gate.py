@@ -1,0 +1,72 @@
+"""When the sequence filter publishes a fix: one pure function, so that the filter and the
+evaluation's sweep of the gate (the precision / fix-ratio curve) decide alike.
+
+- A track is *taken up* (the first fix, or the first after a loss) when the dominant mode
+  holds at least ``target_precision`` of the posterior and is tight
+  (``max_position_std_m``); it is *kept* while the mode holds at least
+  ``keep_probability`` (hysteresis: a tracked place's posterior dips on a few poor frames
+  without the vehicle having moved anywhere else).
+- A frame whose evidence at the tracked place is below the map's floor gets no fix (the
+  track is kept): the first frames after a kidnap score like elsewhere.
+
+The filter's particles never depend on these decisions, so replaying them over a run's
+estimates with another target gives exactly the run that target would have given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from liploc_ros.localization.estimate import PoseEstimate
+
+__all__ = ["GateInputs", "GateRule", "replay_fixes"]
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """What the gate reads of one frame's posterior."""
+
+    #: posterior probability of the dominant mode
+    probability: float
+    #: its position spread (m)
+    spread_m: float
+    #: this frame's untempered evidence at it
+    frame_evidence: float
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """The gate's thresholds: targets, a physical bound and the map's calibration."""
+
+    target_precision: float
+    max_position_std_m: float
+    frame_floor: float
+    #: a track already taken up is kept while the mode holds at least this (<= target)
+    keep_probability: float
+
+    def decide(self, tracking: bool, frame: GateInputs) -> tuple[bool, bool, str]:
+        """(tracking after this frame, fix published, why not: "" / "lost" / "uncertain"
+        / "mismatch") from whether the filter was tracking before it."""
+        keep = min(self.keep_probability, self.target_precision)
+        sure = frame.probability >= (keep if tracking else self.target_precision)
+        tight = frame.spread_m <= self.max_position_std_m
+        held = sure and tight
+        if not held:
+            return False, False, "uncertain" if sure and not tight else "lost"
+        if frame.frame_evidence < self.frame_floor:
+            return True, False, "mismatch"
+        return True, True, ""
+
+
+def replay_fixes(estimates: Sequence[PoseEstimate], rule: GateRule) -> np.ndarray:
+    """(N,) bool: which frames of a sequence run would get a fix under ``rule`` (their
+    estimates' confidence, spread and frame evidence replayed in order)."""
+    tracking = False
+    out = np.zeros(len(estimates), bool)
+    for i, e in enumerate(estimates):
+        inputs = GateInputs(e.confidence, e.spread_m, e.frame_evidence)
+        tracking, out[i], _ = rule.decide(tracking, inputs)
+    return out
