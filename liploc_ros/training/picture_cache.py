@@ -306,11 +306,14 @@ def _cache_indexed(
     poses = [source.poses for source in sources]
     # a map-style dataset (__len__, __getitem__) that torch's annotation wants as a subclass
     loader: torch.utils.data.DataLoader[tuple[int, int, np.ndarray, np.ndarray]]
+    # worker processes are started fresh (spawn), not forked: a fork copies whatever threads
+    # the calling process runs (a ROS executor, a runtime's thread pool), which can crash it
     loader = torch.utils.data.DataLoader(
         items,  # type: ignore[arg-type]
         batch_size=None,
         num_workers=workers,
         collate_fn=_as_is,
+        multiprocessing_context="spawn" if workers > 0 else None,
     )
     what = sources[0].name if len(sources) == 1 else f"{len(sources)} sources"
     bar = tqdm(total=len(items), desc=f"caching {what}", unit="frame", disable=not progress)
