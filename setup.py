@@ -53,7 +53,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/launch", glob("launch/*.launch.py")),
-        (f"share/{package_name}/config", glob("config/*.yaml")),
+        # parameter files (ours and robot_localization's ekf_node's) and the RViz layout
+        (f"share/{package_name}/config", glob("config/*.yaml") + glob("config/*.rviz")),
         (f"share/{package_name}/models", glob("models/*.safetensors") + glob("models/*.md")),
     ],
     install_requires=install_requires,

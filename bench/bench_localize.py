@@ -36,7 +36,9 @@ import numpy as np
 import torch
 
 from liploc_ros.datasets.images import compressed_to_rgb, raw_to_rgb, rgb_to_compressed
-from liploc_ros.localization import Localizer, LocalizerConfig, message_fields
+from liploc_ros.localization.config import LocalizerConfig
+from liploc_ros.localization.estimate import message_fields
+from liploc_ros.localization.localizer import Localizer
 from liploc_ros.mapdb.synthetic import synthetic_info, synthetic_map
 from liploc_ros.model import Embedder, create_model, model_preset, wrap_model
 

@@ -50,24 +50,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sequence_data import QueryStream, build_map, map_arrays, query_stream, shifted
 
 from liploc_ros.device import read_cpu_flags
-from liploc_ros.localization.calibration import LabelledDrive, ScoreCalibration, calibrate
-from liploc_ros.localization.config import DEFAULT_CONFIG
-from liploc_ros.localization.fix_gate import GateRule
-from liploc_ros.localization.localizer import FrameEstimator
-from liploc_ros.localization.motion import Motion
-from liploc_ros.localization.sequence import (
-    SequenceLocalizer,
-    motions_from_odometry,
-    run_sequence,
-)
-from liploc_ros.localization.sequence_config import SequenceConfig
-from liploc_ros.localization.track_metrics import (
+from liploc_ros.evaluation.tracks import (
     fix_errors,
     fix_ratio_at_precision,
     precision_curve,
     relock,
     track_summary,
 )
+from liploc_ros.localization.calibration import LabelledDrive, ScoreCalibration, calibrate
+from liploc_ros.localization.config import DEFAULT_CONFIG
+from liploc_ros.localization.fix_gate import GateRule
+from liploc_ros.localization.localizer import FrameEstimator
+from liploc_ros.localization.motion import Motion, motions_from_odometry
+from liploc_ros.localization.sequence import (
+    SequenceFilter,
+    run_sequence,
+)
+from liploc_ros.localization.sequence_config import SequenceConfig
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.mapping.headings import parse_headings
 from liploc_ros.model import Embedder
@@ -131,7 +130,7 @@ def run(db: MapDatabase, emb: np.ndarray, stamps: np.ndarray, motions: list) -> 
     evidence, warning = evidence_for(db)
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
-    loc = SequenceLocalizer(db, evidence, SequenceConfig(**OVERRIDES))
+    loc = SequenceFilter(db, evidence, SequenceConfig(**OVERRIDES))
     t0 = time.perf_counter()
     est = run_sequence(loc, emb, stamps, motions)
     return est, (time.perf_counter() - t0) / len(est) * 1000.0
@@ -265,7 +264,7 @@ def cost_rows(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), frames: int
         q = emb + 0.8 * np.random.default_rng(0).standard_normal(emb.shape).astype(np.float32)
         poses = db.poses_at(ids)
         motions = [None, *(Motion.between(poses[i - 1], poses[i]) for i in range(1, frames))]
-        loc = SequenceLocalizer(db, conservative_evidence(), SequenceConfig(**OVERRIDES))
+        loc = SequenceFilter(db, conservative_evidence(), SequenceConfig(**OVERRIDES))
         est = run_sequence(loc, q, np.arange(frames) * 0.1, motions)
         f = np.array([e.timings_ms["filter"] for e in est[10:]])
         s = np.array([e.timings_ms["search"] for e in est[10:]])
@@ -293,7 +292,7 @@ def drive1_calibration(embedder: Embedder, cache: Path, headings: tuple) -> Scor
 def save_plot(path: Path, town: int, curves: dict, calibration: str) -> None:
     picked = {sc: c for (t, sc), c in curves.items() if t == town}
     if picked:
-        from liploc_ros.localization.plot import save_precision_curve
+        from liploc_ros.evaluation.plots import save_precision_curve
 
         title = (
             f"town {town}: precision vs fix ratio over the gate's target ({calibration} "

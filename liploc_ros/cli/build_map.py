@@ -143,8 +143,6 @@ def _build_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from liploc_ros.datasets.registry import open_source, parse_spec
     from liploc_ros.mapping import MapBuildConfig, build_map, checkpoint_path_for
     from liploc_ros.model.model_file import load_embedder
@@ -158,30 +156,15 @@ def run(args: argparse.Namespace) -> int:
     is_bag = parse_spec(spec)[0] == "bag"
     if bag_values and not is_bag:
         log.info("bag options ignored: the source is not a bag")
-    out: Path = args.out.expanduser()
-    if not out.parent.is_dir():
-        raise ConfigError(f"--out: folder {out.parent} does not exist")
-    if out.is_dir():
-        raise ConfigError(f"--out: {out} is a folder; give the map file's path")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    out = _check_out_and_threads(args)
 
     embedder = load_embedder(
         args.model, device=config.device, precision=config.precision,
         batch_size=config.batch_size, backend=config.backend, normalize=args.normalize,
         sensor=args.sensor,
     )  # fmt: skip
-    loaded = embedder.loaded
     source = open_source(spec, **(bag_values if is_bag else {}))
-    print(
-        f"building a map of {source.name} with {loaded.model_config.name} "
-        f"({loaded.fingerprint}, LiDAR {loaded.preprocess.lidar.sensor}, "
-        f"{loaded.preprocess.lidar_image_size} px) with {embedder.describe()}, "
-        f"keyframes every {config.keyframe_distance:g} m, crops facing "
-        f"{', '.join(f'{h:g}' for h in config.headings)} deg"
-    )
+    print(_banner(source.name, embedder, config))
     checkpoint = None if args.no_checkpoint else checkpoint_path_for(out)
     if checkpoint is not None and checkpoint.exists() and not args.resume:
         log.warning("%s exists from an interrupted build; starting over (--resume continues it)",
@@ -204,6 +187,33 @@ def run(args: argparse.Namespace) -> int:
     size_mb = path.stat().st_size / 1e6
     print(f"map             {path} ({len(database)} entries, {size_mb:.2f} MB)")
     return 0
+
+
+def _check_out_and_threads(args: argparse.Namespace) -> Path:
+    """``--out`` (a file in an existing folder), and ``--threads`` applied."""
+    out: Path = args.out.expanduser()
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise ConfigError(f"--out: {out} is a folder; give the map file's path")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return out
+
+
+def _banner(name: str, embedder: Any, config: Any) -> str:
+    loaded = embedder.loaded
+    return (
+        f"building a map of {name} with {loaded.model_config.name} "
+        f"({loaded.fingerprint}, LiDAR {loaded.preprocess.lidar.sensor}, "
+        f"{loaded.preprocess.lidar_image_size} px) with {embedder.describe()}, "
+        f"keyframes every {config.keyframe_distance:g} m, crops facing "
+        f"{', '.join(f'{h:g}' for h in config.headings)} deg"
+    )
 
 
 def _calibrate(database: Any, spec: str, bag_values: dict, embedder: Any, config: Any,

@@ -12,7 +12,7 @@
    20 m, latency percentiles and chance level are printed, and the node's poses beside the
    single-frame estimates of the same frames (recomputed here from the bag's images with
    the node's ``localizer`` settings): fix ratio, precision, median error, wrong fixes,
-   distance to the first fix. The route PNG is written (:mod:`liploc_ros.ros.demo_report`).
+   distance to the first fix. The route PNG is written (:mod:`liploc_ros.evaluation.route_figure`).
 
 The model is ``--model``, else ``models/liploc_demo.safetensors`` when it is installed,
 else a randomly initialised liploc-tiny, reported as UNTRAINED (its recall is then near
@@ -90,13 +90,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.frames < 2:
-        raise ConfigError("--frames must be at least 2")
-    if not args.rate > 0:
-        raise ConfigError("--rate must be positive")
-    domain = args.domain_id if args.domain_id is not None else 211 + os.getpid() % 20
-    if not 0 <= domain <= 232:
-        raise ConfigError(f"--domain-id must be in 0..232, got {domain}")
+    domain = _check_args(args)
     out: Path = args.out.expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
@@ -108,7 +102,53 @@ def run(args: argparse.Namespace) -> int:
     bags = _render(args, out, progress)
     map_path, database, embedder = _build_map(model_path, bags["map"], args, out, progress)
 
-    from liploc_ros.ros.demo_report import evaluate_run, read_ground_truth, save_demo_figure
+    from liploc_ros.evaluation.demo_figures import evaluate_run, route_points
+    from liploc_ros.evaluation.route_figure import save_route_figure
+    from liploc_ros.ros.demo_report import read_ground_truth
+
+    t0 = time.perf_counter()
+    session = _run_node(args, model_path, map_path, bags["query"], out, domain)
+    live_s = time.perf_counter() - t0
+    truth = read_ground_truth(bags["query"])
+    figures = evaluate_run(
+        session.matches, session.poses, truth, database.positions,
+        frames_played=len(session.played_stamps), frames_localized=session.frames_localized,
+        played_stamps=session.played_stamps,
+    )  # fmt: skip
+    png = save_route_figure(
+        out / "route.png",
+        database.positions[:, :2],
+        *route_points(truth, session.played_stamps, session.matches, session.poses),
+        title=f"town {args.seed}: query traversal localized by localizer_node ({short})",
+    )
+    columns = _compare_modes(bags["query"], session, truth, figures, embedder, database)
+    summary = _summary(args, label, database, session, figures, columns)
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _print_figures(figures, session, live_s, columns)
+    print(f"figure: {png}")
+    print(f"summary: {out / 'summary.json'}")
+    print(f"done in {time.perf_counter() - clock:.1f} s")
+    return 0
+
+
+def _check_args(args: argparse.Namespace) -> int:
+    """The checked arguments' ROS domain id."""
+    if args.frames < 2:
+        raise ConfigError("--frames must be at least 2")
+    if not args.rate > 0:
+        raise ConfigError("--rate must be positive")
+    domain = args.domain_id if args.domain_id is not None else 211 + os.getpid() % 20
+    if not 0 <= domain <= 232:
+        raise ConfigError(f"--domain-id must be in 0..232, got {domain}")
+    return int(domain)
+
+
+def _run_node(
+    args: argparse.Namespace, model_path: Path, map_path: Path, bag: Path, out: Path, domain: int
+) -> Any:
+    """localizer_node (sequence mode, the shipped config) fed with the query bag at
+    ``--rate``; the session's figures."""
+    from liploc_ros.paths import config_file
     from liploc_ros.ros.demo_session import LocalizerProcess, play_into_localizer, ros_environment
 
     topic = IMAGE_TOPIC + ("/compressed" if args.image_encoding == "jpeg" else "")
@@ -126,10 +166,7 @@ def run(args: argparse.Namespace) -> int:
         "odometry_source": "topic",  # the bag's /odom (tf would need tf2_ros and /tf played)
         "odom_topic": ODOM_TOPIC,
     }
-    from liploc_ros.paths import config_file
-
     print(f"localize: localizer_node on ROS domain {domain}, log {out / 'localizer_node.log'}")
-    t0 = time.perf_counter()
     env = ros_environment(domain)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # this process's own rclpy joins the same domain
@@ -137,39 +174,19 @@ def run(args: argparse.Namespace) -> int:
         with LocalizerProcess(
             params, out / "localizer_node.log", env, params_file=config_file("localizer.yaml")
         ) as node:
-            session = play_into_localizer(
-                bags["query"], topic, node, rate=args.rate, odometry_topic=ODOM_TOPIC
-            )
+            return play_into_localizer(bag, topic, node, rate=args.rate, odometry_topic=ODOM_TOPIC)
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    live_s = time.perf_counter() - t0
-    summary_extra = {"node_processing_ms": session.processing_ms}
 
-    truth = read_ground_truth(bags["query"])
-    figures = evaluate_run(
-        session.matches,
-        session.poses,
-        truth,
-        database.positions,
-        frames_played=len(session.played_stamps),
-        frames_localized=session.frames_localized,
-        played_stamps=session.played_stamps,
-    )
-    png = save_demo_figure(
-        out / "route.png",
-        database.positions,
-        truth,
-        session.played_stamps,
-        session.matches,
-        session.poses,
-        title=f"town {args.seed}: query traversal localized by localizer_node ({short})",
-    )
-    columns = _compare_modes(bags["query"], session, truth, figures, embedder, database)
-    summary = {
+
+def _summary(args: argparse.Namespace, label: str, database: Any, session: Any, figures: Any,
+             columns: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """summary.json of the demo."""
+    return {
         "model": label,
         "seed": args.seed,
         "frames_per_traversal": args.frames,
@@ -180,17 +197,11 @@ def run(args: argparse.Namespace) -> int:
             "start": _finite(session.rss_start_mb),
             "end": _finite(session.rss_end_mb),
         },
-        **summary_extra,
+        "node_processing_ms": session.processing_ms,
         **figures.as_dict(),
         "mode": "sequence",
         "modes": {name: column.as_dict() for name, column in columns.items()},
     }
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _print_figures(figures, session, live_s, columns)
-    print(f"figure: {png}")
-    print(f"summary: {out / 'summary.json'}")
-    print(f"done in {time.perf_counter() - clock:.1f} s")
-    return 0
 
 
 def _model_file(path: Path | None, out: Path) -> tuple[Path, str]:
@@ -304,8 +315,8 @@ def _build_map(
 def _compare_modes(bag: Path, session: Any, truth: Any, figures: Any, embedder: Any,
                    database: Any) -> dict[str, Any]:  # fmt: skip
     """The node's poses (sequence mode) and the single-frame estimates of the same frames,
-    as :class:`~liploc_ros.ros.demo_report.PoseFigures` columns."""
-    from liploc_ros.ros.demo_report import pose_figures
+    as :class:`~liploc_ros.evaluation.demo_figures.PoseFigures` columns."""
+    from liploc_ros.evaluation.demo_figures import pose_figures
 
     t0 = time.perf_counter()
     single = _single_frame_poses(bag, {m.stamp for m in session.matches}, embedder, database)
@@ -323,16 +334,16 @@ def _single_frame_poses(bag: Path, stamps: set[float], embedder: Any, database: 
     """Each frame at ``stamps`` alone, from the bag's image, with the node's ``localizer``
     settings (config/localizer.yaml): base_link positions of the fixes."""
     from liploc_ros.cli.localize_config import read_config_file
-    from liploc_ros.datasets.interpolation import invert_transform
     from liploc_ros.datasets.registry import open_source
     from liploc_ros.datasets.rosbag_writer import DEFAULT_T_BASE_LIDAR
-    from liploc_ros.localization import LocalizerConfig
-    from liploc_ros.localization.factory import frame_localizer, open_localizer
+    from liploc_ros.evaluation.demo_figures import Received, stamp_key
+    from liploc_ros.geometry import invert_transform
+    from liploc_ros.localization.config import LocalizerConfig
+    from liploc_ros.localization.factory import open_localizer
     from liploc_ros.paths import config_file
-    from liploc_ros.ros.demo_report import Received, stamp_key
 
     config = LocalizerConfig(**read_config_file(config_file("localizer.yaml")))
-    localizer = frame_localizer(open_localizer(embedder, database, mode="single", config=config))
+    localizer = open_localizer(embedder, database, mode="single", config=config)
     T_lidar_base = invert_transform(DEFAULT_T_BASE_LIDAR)
     wanted = {stamp_key(s) for s in stamps}
     frames = [f for f in open_source(f"bag:{bag}").iter_frames(points=False)
@@ -372,7 +383,7 @@ def _print_figures(fig: Any, session: Any, live_s: float, columns: dict[str, Any
         f"(chance {_fmt(fig.chance, '.3f')}); median top-1 error "
         f"{_fmt(fig.median_top1_error_m, '.1f')} m"
     )
-    from liploc_ros.ros.demo_report import side_by_side
+    from liploc_ros.evaluation.demo_figures import side_by_side
 
     print(
         f"poses over the {fig.frames_localized} frames the node localized (single-frame: "

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from liploc_ros.cli.encoder_flags import add_encoder_arguments
 from liploc_ros.errors import ConfigError
+from liploc_ros.evaluation.report import track_line
+from liploc_ros.localization.mode_registry import mode_names
 
 if TYPE_CHECKING:
     from liploc_ros.model.liploc_file import LoadedModel
@@ -66,7 +68,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="write results and figures here")
     parser.add_argument(
-        "--mode", choices=("single", "sequence"), default="single",  # factory.MODES
+        "--mode", choices=mode_names(), default="single",
         help="with --queries, also localize the query drive in time order and report the "
         "published poses: single (every frame alone, default) or sequence (the particle "
         "filter with the query drive's odometry)",
@@ -126,11 +128,12 @@ def _pictures(
     headings: Sequence[float] = (0.0,),
 ) -> PictureSet:
     from liploc_ros.datasets.base import IndexedSource
+    from liploc_ros.datasets.registry import open_source
     from liploc_ros.training.picture_cache import cache_pictures
     from liploc_ros.training.pictures import LazyPictures
-    from liploc_ros.training.sources import open_source
+    from liploc_ros.training.sources import scan_options
 
-    source = open_source(spec, pre, headings)
+    source = open_source(spec, **scan_options(spec, pre, headings))
     if cache_dir is None and isinstance(source, IndexedSource):
         return LazyPictures(source, pre, headings)
     root = cache_dir if cache_dir is not None else Path(tmp)
@@ -184,121 +187,53 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(result.report())
         if "localization" in summary:
-            print(_tracking_line(summary["localization"]))
+            print(track_line(summary["localization"]))
     if args.out is not None:
         for what, where in save_eval_outputs(result, args.out).items():
             say(f"  {what}: {where}")
         if "localization" in summary:
-            from liploc_ros.io_utils import write_text_atomic
-
-            # the localization figures join summary.json at the top level, where tooling
-            # reads them for both commands (``liploc localize`` writes the same keys)
-            path_json = Path(args.out) / "summary.json"
-            saved = json.loads(path_json.read_text()) if path_json.exists() else {}
-            saved.update(summary["localization"])
-            write_text_atomic(path_json, json.dumps(saved, indent=2) + "\n")
-            say(f"  localization figures ({args.mode}): {path_json}")
-            if curve is not None:
-                from liploc_ros.localization.plot import save_precision_curve
-
-                png = save_precision_curve(
-                    Path(args.out) / "precision_curve.png", {args.queries: curve},
-                    title=f"{args.queries} in {args.source}: precision vs fix ratio",
-                )  # fmt: skip
-                say(f"  precision / fix-ratio curve: {png}")
+            _save_localization(args, summary["localization"], curve, say)
     return 0
 
 
 def _localize_queries(
     args: argparse.Namespace, embedder: Any, result: Any
 ) -> tuple[dict[str, Any], dict | None]:
-    """The query drive localized in the map drive's embeddings, in ``args.mode``, the map
-    calibrated as build-map calibrates (or on ``--calibration``); the figures, and the
-    precision curve in sequence mode."""
-    import numpy as np
+    """The query drive localized in the map drive's embeddings, in ``args.mode``
+    (:func:`~liploc_ros.evaluation.query_localization.localize_queries`)."""
+    from liploc_ros.datasets.registry import open_source
+    from liploc_ros.evaluation.query_localization import localize_queries
 
-    from liploc_ros.datasets.base import IndexedSource
-    from liploc_ros.localization.stream_eval import evaluate_stream
-    from liploc_ros.mapdb import MapDatabase
-    from liploc_ros.mapdb.info import MapInfo
-    from liploc_ros.mapping.headings import turn_pose
-    from liploc_ros.training.sources import open_source
-
-    loaded = embedder.loaded
-    maps = open_source(args.source)
-    queries = open_source(args.queries)
-    if not isinstance(maps, IndexedSource) or not isinstance(queries, IndexedSource):
-        raise ConfigError("--mode needs random-access sources (KITTI, KITTI-360, synthetic)")
-    map_poses, query_poses = maps.poses, queries.poses
-    assert map_poses is not None  # evaluate_pictures needed the poses of both
-    assert query_poses is not None
-    info = MapInfo(
-        model_fingerprint=loaded.fingerprint,
-        model_name=loaded.model_config.name,
-        embed_dim=loaded.embed_dim,
-        normalized=bool(loaded.model_config.normalize),
-        lidar=loaded.preprocess.lidar,
-        sources=(maps.name,),
-    )
-    frames = result.db_frames
-    poses = np.stack(
-        [turn_pose(p, h) for p, h in zip(map_poses[frames], result.db_heading_deg, strict=True)]
-    )
-    db = MapDatabase.from_poses(
-        result.lidar, poses, maps.stamps[frames], info, heading_deg=result.db_heading_deg,
-        keyframes=np.unique(frames, return_inverse=True)[1],
+    figures, curve, why_not = localize_queries(
+        result, open_source(args.source), open_source(args.queries), embedder,
+        mode=args.mode, threshold_m=args.threshold,
+        calibration_source=open_source(args.calibration or args.source),
+        same_drive=args.calibration is None, calibration_frames=args.calibration_frames,
     )  # fmt: skip
-    calibration = _calibrate(db, args, embedder)
-    rows = result.query_frames
-    odometry = queries.odometry
-    _, figures = evaluate_stream(
-        db, result.camera, query_poses[rows], queries.stamps[rows],
-        None if odometry is None else odometry[rows], mode=args.mode,
-        threshold_m=args.threshold,
-    )  # fmt: skip
+    if why_not:
+        print(f"WARNING: {why_not}", file=sys.stderr)
     if args.distance != "ground":
         figures["distance_note"] = "localization figures use the ground-plane distance"
-    figures["calibration"] = (
-        None if calibration is None else {k: calibration.to_dict()[k] for k in _CALIBRATION_KEYS}
-    )
-    return figures, figures.pop("precision_curve", None)
+    return figures, curve
 
 
-#: the calibration's figures eval's summary.json repeats
-_CALIBRATION_KEYS = ("method", "source", "frames", "match_mean", "match_std", "null_mean",
-                     "null_std", "null_best_median", "correlation_length_m", "evidence_scale",
-                     "frame_floor", "check")  # fmt: skip
+def _save_localization(
+    args: argparse.Namespace, figures: dict[str, Any], curve: dict | None, say: Any
+) -> None:
+    """The localization figures join summary.json at the top level, where tooling reads
+    them for both commands (``liploc localize`` writes the same keys), and the curve."""
+    from liploc_ros.io_utils import write_text_atomic
 
+    path_json = Path(args.out) / "summary.json"
+    saved = json.loads(path_json.read_text()) if path_json.exists() else {}
+    saved.update(figures)
+    write_text_atomic(path_json, json.dumps(saved, indent=2) + "\n")
+    say(f"  localization figures ({args.mode}): {path_json}")
+    if curve is not None:
+        from liploc_ros.evaluation.plots import save_precision_curve
 
-def _calibrate(db: Any, args: argparse.Namespace, embedder: Any) -> Any:
-    """``db``'s calibration, stored in it: from ``--calibration`` (a labelled drive of
-    another day) or, as build-map does, from the map drive's own camera frames."""
-    from liploc_ros.datasets.registry import open_source
-    from liploc_ros.mapping.calibration_drive import calibrate_map
-
-    spec = args.calibration or args.source
-    calibration, why_not = calibrate_map(
-        db, open_source(spec), embedder, same_drive=args.calibration is None,
-        max_frames=args.calibration_frames,
-    )  # fmt: skip
-    if calibration is None:
-        print(f"WARNING: {why_not}", file=sys.stderr)
-    return calibration
-
-
-def _tracking_line(fig: dict[str, Any]) -> str:
-    def f(key: str, fmt: str = ".3f") -> str:
-        value = fig.get(key)
-        return "n/a" if value is None else format(value, fmt)
-
-    return (
-        f"{fig['mode']} mode: fix ratio {f('fix_ratio')}, fix precision {f('fix_precision_20m')} "
-        f"(20 m) {f('fix_precision_5m')} (5 m), median error {f('median_error_m', '.2f')} m, "
-        f"p95 {f('p95_error_m', '.1f')} m, median yaw error {f('median_yaw_error_deg', '.1f')} "
-        f"deg, first fix after {f('first_fix_distance_m', '.1f')} m"
-        + (
-            f"; fix ratio at 99% precision {f('fix_ratio_at_precision_99')}"
-            if "fix_ratio_at_precision_99" in fig
-            else ""
-        )
-    )
+        png = save_precision_curve(
+            Path(args.out) / "precision_curve.png", {args.queries: curve},
+            title=f"{args.queries} in {args.source}: precision vs fix ratio",
+        )  # fmt: skip
+        say(f"  precision / fix-ratio curve: {png}")

@@ -81,7 +81,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from liploc_ros.deploy import export_model
+    from liploc_ros.deploy.export import export_model
     from liploc_ros.deploy.verify import verify_export
     from liploc_ros.model.backends.calibration import CalibrationConfig, CalibrationSet
     from liploc_ros.model.model_file import load_model_file

@@ -7,7 +7,7 @@
 Writes into ``--out``: poses_tum.txt, poses_kitti.txt (+ poses_kitti_frames.txt: the frame
 of each line; no-fix frames are skipped), ground_truth_tum.txt, frames.csv, summary.json
 (Recall@1/5/10 at 20 m, fix rate, median error, latency) and route.png (see
-:mod:`liploc_ros.localization.outputs`).
+:mod:`liploc_ros.evaluation.outputs`).
 
 Frames are encoded in batches (``--batch-size``) for speed; the per-frame times in
 frames.csv are then the batch's divided by its size. The true single-frame latency is
@@ -21,26 +21,22 @@ Settings: the defaults, then the ``localizer`` section of ``--config`` (plain, o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from liploc_ros.cli.encoder_flags import add_encoder_arguments
 from liploc_ros.cli.localize_config import localizer_config, sequence_config
 from liploc_ros.cli.source_flags import add_source_arguments, source_spec
-from liploc_ros.config import to_dict
-from liploc_ros.errors import ConfigError, DatasetError
+from liploc_ros.errors import ConfigError
+from liploc_ros.localization.mode_registry import DEFAULT_MODE, mode_names
 
 log = logging.getLogger(__name__)
 
 _BAG_FLAGS = ("image_topic", "pose_topic", "pose_source", "map_frame", "anchor")
-#: liploc_ros.localization.factory.MODES, spelled out: that import would load torch for --help
-_MODES = ("sequence", "single")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +54,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="an authors' .pth is their L2-normalised (Norm) variant")  # fmt: skip
     parser.add_argument("--config", type=Path,
                         help="YAML with `localizer` and `sequence` sections")  # fmt: skip
-    parser.add_argument("--mode", choices=_MODES, default="sequence",
+    parser.add_argument("--mode", choices=mode_names(), default=DEFAULT_MODE,
                         help="sequence: track with odometry and retrieval (a particle filter, "
                         "default); single: every frame alone")  # fmt: skip
 
@@ -115,33 +111,6 @@ def _check_run_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--out: {out} exists and is not a folder")
 
 
-def _frames(source: Any, stride: int, limit: int | None) -> Iterator[Any]:
-    """Every ``stride``-th frame with its image; a random-access source reads only those."""
-    from liploc_ros.datasets.base import IndexedSource
-
-    if isinstance(source, IndexedSource):
-        frames = (source.frame(i, image=True, points=False) for i in range(0, len(source), stride))
-    else:
-        frames = (
-            f
-            for position, f in enumerate(source.iter_frames(image=True, points=False))
-            if position % stride == 0
-        )
-    for count, frame in enumerate(frames, start=1):
-        if frame.image is None:
-            raise DatasetError(f"{source.name}: frame {frame.index} has no camera image")
-        yield frame
-        if limit is not None and count >= limit:
-            return
-
-
-def _truth(pose: np.ndarray | None) -> np.ndarray | None:
-    if pose is None:
-        return None
-    pose = np.asarray(pose, np.float64)
-    return pose if np.isfinite(pose).all() else None
-
-
 def _check_headings(args: argparse.Namespace, database: Any) -> None:
     """``--headings``: the map must hold every crop heading asked for."""
     if args.headings is None:
@@ -159,241 +128,92 @@ def _check_headings(args: argparse.Namespace, database: Any) -> None:
         )
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915
-    import torch
-    from tqdm import tqdm
-
-    from liploc_ros.datasets.base import IndexedSource
+def run(args: argparse.Namespace) -> int:
     from liploc_ros.datasets.registry import open_source, parse_spec
-    from liploc_ros.localization.calibration import calibration_summary
-    from liploc_ros.localization.evaluation import (
-        RECALL_KS,
-        FrameRecord,
-        latency_stats,
-        summarize,
-        truth_positions,
-    )
-    from liploc_ros.localization.factory import frame_localizer, open_localizer
-    from liploc_ros.localization.frame_check import check_ground_truth_frame
-    from liploc_ros.localization.outputs import write_frames_csv, write_summary, write_trajectories
-    from liploc_ros.localization.stream_eval import sequence_figures
-    from liploc_ros.localization.track_metrics import track_summary
-    from liploc_ros.localization.tracking import TrackingLocalizer
-    from liploc_ros.mapping.headings import format_headings
+    from liploc_ros.evaluation.report import run_lines
+    from liploc_ros.evaluation.run_summary import summarize_run, write_run
+    from liploc_ros.evaluation.summary import RECALL_KS
+    from liploc_ros.localization.factory import open_localizer
+    from liploc_ros.localization.run import localize_source
 
     spec = source_spec(args)
     config = localizer_config(args)
     _check_run_args(args)
     bag_options = {f: getattr(args, f) for f in _BAG_FLAGS if getattr(args, f) is not None}
-    is_bag = parse_spec(spec)[0] == "bag"
     if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        import torch
 
-    opened = open_localizer(
+        torch.set_num_threads(args.threads)
+    localizer = open_localizer(
         args.model, args.map.expanduser(), mode=args.mode, config=config,
-        sequence=sequence_config(args) if args.mode == "sequence" else None,
-        device=args.device, precision=args.precision, backend=args.backend,
-        batch_size=args.batch_size, normalize=args.normalize,
+        sequence=sequence_config(args), device=args.device, precision=args.precision,
+        backend=args.backend, batch_size=args.batch_size, normalize=args.normalize,
     )  # fmt: skip
-    localizer = frame_localizer(opened)
-    tracker = opened if isinstance(opened, TrackingLocalizer) else None
-    database, embedder, loaded = localizer.database, localizer.embedder, localizer.embedder.loaded
+    database = localizer.database
     _check_headings(args, database)
-    source = open_source(spec, **(bag_options if is_bag else {}))
+    source = open_source(spec, **(bag_options if parse_spec(spec)[0] == "bag" else {}))
     out: Path = args.out.expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    print(
-        f"localizing {source.name} in {args.map} ({len(database)} entries, crops at "
-        f"{format_headings(database.headings)} deg, {database.index_kind} index) with "
-        f"{loaded.model_config.name} ({loaded.fingerprint}) with {embedder.describe()}, "
-        f"batches of {args.batch_size}"
-    )
+    print(_banner(args, source.name, localizer))
     localizer.warm_up()
     if localizer.estimator.calibration_warning:
         print(f"WARNING: {localizer.estimator.calibration_warning}", file=sys.stderr)
-
     # Recall@K counts K distinct scans: every crop of K keyframes may come first
     depth = max(RECALL_KS) * max(1, database.entries_per_keyframe)
-    records: list[FrameRecord] = []
-    samples: list[tuple[np.ndarray, float]] = []
-    pending: list[Any] = []
+    with _progress(source, args) as on_frame:
+        stream = localize_source(
+            localizer, source, batch_size=args.batch_size, stride=args.stride,
+            max_frames=args.max_frames, k=depth, latency_samples=args.latency_samples,
+            on_frame=on_frame,
+        )  # fmt: skip
+    about = {"source": source.name, "map": str(args.map), "batch_size": args.batch_size,
+             "stride": args.stride}  # fmt: skip
+    report = summarize_run(localizer, stream, threshold_m=args.threshold, about=about)
+    write_run(out, localizer, stream, report, plots=not args.no_plot, title=source.name,
+              map_name=args.map.name)  # fmt: skip
+    for line in run_lines(report.summary):
+        print(line)
+    if report.frame.queries:
+        print(f"ground truth    {report.frame.message()}")
+    print(f"outputs         {out}")
+    if report.frame.suspect:  # loudly, on stderr too: a recall of 0 must not go unexplained
+        print(f"liploc localize: {report.frame.message()}", file=sys.stderr)
+    return 0
 
-    odometry_kinds: set[str] = set()
 
-    def flush() -> None:
-        images, stamps = [f.image for f in pending], [f.stamp for f in pending]
-        if tracker is None:
-            estimates = localizer.localize_batch(images, stamps, k=depth)
-        else:
-            odometry = [f.odometry for f in pending]
-            odometry_kinds.update(
-                str(f.meta.get("odometry", "recorded")) if f.odometry is not None else "none"
-                for f in pending
-            )
-            estimates = tracker.localize_batch(images, stamps, odometry, k=depth)
-        for frame, est in zip(pending, estimates, strict=True):
-            records.append(FrameRecord(frame.index, est, _truth(frame.pose)))
-        pending.clear()
+def _banner(args: argparse.Namespace, name: str, localizer: Any) -> str:
+    from liploc_ros.mapping.headings import format_headings
+
+    database, embedder = localizer.database, localizer.embedder
+    loaded = embedder.loaded
+    return (
+        f"localizing {name} in {args.map} ({len(database)} entries, crops at "
+        f"{format_headings(database.headings)} deg, {database.index_kind} index) with "
+        f"{loaded.model_config.name} ({loaded.fingerprint}) with {embedder.describe()}, "
+        f"batches of {args.batch_size}, {localizer.mode.name} mode"
+    )
+
+
+@contextlib.contextmanager
+def _progress(source: Any, args: argparse.Namespace) -> Iterator[Callable[[Any], None]]:
+    """A progress bar over the frames to localize, as an ``on_frame`` callback."""
+    from tqdm import tqdm
+
+    from liploc_ros.datasets.base import IndexedSource
 
     total = None
     if isinstance(source, IndexedSource):
         total = -(-len(source) // args.stride)
         total = min(total, args.max_frames) if args.max_frames else total
-    t0 = time.perf_counter()
     bar = tqdm(total=total, unit=" frames", desc="localizing", disable=args.no_progress,
                dynamic_ncols=True)  # fmt: skip
+
+    def on_frame(run: Any) -> None:
+        bar.update(1)
+        if run.records:
+            bar.set_postfix(fixes=sum(r.estimate.ok for r in run.records), refresh=False)
+
     try:
-        for frame in _frames(source, args.stride, args.max_frames):
-            pending.append(frame)
-            if len(samples) < args.latency_samples:
-                samples.append((frame.image, frame.stamp))
-            if len(pending) == args.batch_size:
-                flush()
-            bar.update(1)
-            if records:
-                bar.set_postfix(fixes=sum(r.estimate.ok for r in records), refresh=False)
-        if pending:
-            flush()
+        yield on_frame
     finally:
         bar.close()
-    seconds = time.perf_counter() - t0
-    if not records:
-        raise DatasetError(f"{source.name}: no frame with a camera image to localize")
-
-    single = [localizer.localize(image, stamp) for image, stamp in samples]
-
-    truth = np.stack(
-        [r.truth if r.truth is not None else np.full((4, 4), np.nan) for r in records]
-    )
-    top1 = _top1_errors(records, database)
-    summary: dict[str, Any] = {
-        "mode": args.mode,
-        "odometry": ",".join(sorted(odometry_kinds)) if tracker is not None else None,
-        "source": source.name,
-        "map": str(args.map),
-        "map_entries": len(database),
-        "map_index": database.index_kind,
-        "model": loaded.model_config.name,
-        "model_fingerprint": loaded.fingerprint,
-        "device": str(embedder.device),
-        "precision": embedder.precision,
-        "backend": embedder.backend,
-        "batch_size": args.batch_size,
-        "stride": args.stride,
-        "localizer": to_dict(config),
-        "seconds": seconds,
-        "frames_per_second": len(records) / seconds if seconds > 0 else None,
-        **summarize(records, database, threshold_m=args.threshold, ks=RECALL_KS),
-        **track_summary(
-            [r.estimate for r in records], truth, threshold_m=args.threshold, top1_error_m=top1
-        ),
-        "latency_note": (
-            "latency_ms: per frame, the batch's stage times divided by its size"
-            if args.batch_size > 1
-            else "latency_ms: per frame, one frame at a time"
-        ),
-        "sequence": to_dict(tracker.filter.config) if tracker is not None else None,
-        "single_frame_latency_ms": {
-            "samples": len(single),
-            **(latency_stats(single) if single else {}),
-        },
-    }
-    summary["calibration"] = localizer.estimator.calibration_warning or calibration_summary(
-        database
-    )
-    curve = None
-    if tracker is not None:
-        figures = sequence_figures([r.estimate for r in records], truth, localizer.estimator,
-                                   tracker.filter.config, args.threshold)  # fmt: skip
-        curve = figures.pop("precision_curve")
-        summary.update(figures)
-    frame = check_ground_truth_frame(truth_positions(records), database.positions, args.threshold)
-    if frame.queries:
-        summary["ground_truth_frame"] = frame.as_dict()
-    if tracker is not None and odometry_kinds == {"none"}:
-        summary["odometry_note"] = (
-            "no odometry: the filter moved its particles by a bounded random walk, which "
-            "tracks worse than with odometry"
-        )
-    write_trajectories(out, records)
-    write_frames_csv(out / "frames.csv", records, database)
-    write_summary(out / "summary.json", summary)
-    if not args.no_plot:
-        from liploc_ros.localization.plot import save_error_figure, save_route_figure
-
-        save_error_figure(out / "error_vs_distance.png", records, threshold_m=args.threshold,
-                          title=f"{source.name}: {args.mode} mode")  # fmt: skip
-        save_route_figure(
-            out / "route.png", records, database, threshold_m=args.threshold,
-            title=f"{source.name} in {args.map.name}",
-        )  # fmt: skip
-        if curve is not None:
-            from liploc_ros.localization.plot import save_precision_curve
-
-            save_precision_curve(out / "precision_curve.png", {source.name: curve},
-                                 title=f"{source.name}: precision vs fix ratio")  # fmt: skip
-
-    for line in _report_lines(summary):
-        print(line)
-    if frame.queries:
-        print(f"ground truth    {frame.message()}")
-    print(f"outputs         {out}")
-    if frame.suspect:  # loudly, on stderr too: a recall of 0 must not go unexplained
-        print(f"liploc localize: {frame.message()}", file=sys.stderr)
-    return 0
-
-
-def _top1_errors(records: list[Any], database: Any) -> np.ndarray:
-    """Ground distance (m) from each frame's truth to its top-1 entry (NaN: no truth)."""
-    from liploc_ros.localization.evaluation import ground_distances, retrieved_positions
-
-    from_truth = np.full((len(records), 3), np.nan)
-    for i, r in enumerate(records):
-        if r.truth is not None:
-            from_truth[i] = r.truth[:3, 3]
-    found = retrieved_positions(records, database)
-    if found.shape[1] == 0:
-        return np.full(len(records), np.nan)
-    return ground_distances(from_truth, found)[:, 0]
-
-
-def _fmt(value: Any, fmt: str = ".3f") -> str:
-    return "n/a" if value is None else format(value, fmt)
-
-
-def _report_lines(summary: dict[str, Any]) -> list[str]:
-    lines = [
-        f"frames          {summary['frames']} ({_fmt(summary['frames_per_second'], '.1f')} "
-        "frames/s)",
-        f"fixes           {summary['fixes']} ({_fmt(summary['fix_rate'], '.1%')})"
-        + (
-            " no fix: " + ", ".join(f"{k} {v}" for k, v in summary["no_fix_reasons"].items())
-            if summary["no_fix_reasons"]
-            else ""
-        ),
-    ]
-    if summary.get("recall"):
-        recall = ", ".join(f"R{k} {_fmt(v, '.3f')}" for k, v in summary["recall"].items())
-        lines += [
-            f"recall          {recall} (within {summary['threshold_m']:g} m, ground plane)",
-            f"median error    {_fmt(summary['median_error_m'], '.2f')} m over fixes, "
-            f"fix precision {_fmt(summary['fix_precision'], '.3f')}",
-        ]
-    if summary.get("fix_precision_20m") is not None or summary.get("mode") == "sequence":
-        lines.append(
-            f"{summary['mode']:<15} fix ratio {_fmt(summary['fix_ratio'])}, precision "
-            f"{_fmt(summary['fix_precision_20m'])} (20 m) {_fmt(summary['fix_precision_5m'])} "
-            f"(5 m), median {_fmt(summary['median_error_m'], '.2f')} m, p95 "
-            f"{_fmt(summary['p95_error_m'], '.1f')} m, yaw "
-            f"{_fmt(summary['median_yaw_error_deg'], '.1f')}"
-            f" deg, first fix after {_fmt(summary['first_fix_distance_m'], '.1f')} m"
-            + (f" (odometry: {summary['odometry']})" if summary.get("odometry") else "")
-        )
-    total = summary["latency_ms"]["total"]
-    single = summary["single_frame_latency_ms"].get("total", {})
-    lines.append(
-        f"latency         {_fmt(total['p50'], '.1f')} ms p50, {_fmt(total['p99'], '.1f')} ms p99"
-        f" per frame (batched); one frame at a time: {_fmt(single.get('p50'), '.1f')} ms p50, "
-        f"{_fmt(single.get('p99'), '.1f')} ms p99"
-    )
-    return lines

@@ -21,7 +21,7 @@ _CONFIG_FLAGS = ("top_k", "max_spread_m", "target_precision")
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """The keys the ``localizer`` section of ``path`` sets (validated)."""
-    from liploc_ros.localization import LocalizerConfig
+    from liploc_ros.localization.config import LocalizerConfig
 
     data = load_yaml(path)
     if _NODE in data:
@@ -69,7 +69,7 @@ def sequence_config(args: argparse.Namespace) -> Any:
 
 
 def localizer_config(args: argparse.Namespace) -> Any:
-    from liploc_ros.localization import LocalizerConfig
+    from liploc_ros.localization.config import LocalizerConfig
 
     values = read_config_file(args.config) if args.config else {}
     for flag in _CONFIG_FLAGS:

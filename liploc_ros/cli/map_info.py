@@ -51,6 +51,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
+    for key, value in _info_lines(info, plot):
+        print(f"{key + ':':14s}{value}")
+    for line in _calibration_lines(calibration, db):
+        print(line)
+    return 0
+
+
+def _info_lines(info: dict[str, Any], plot: Any) -> list[tuple[str, str]]:
+    """(label, text) of every map figure map-info prints."""
     ext = info["extent_m"]
     lidar = info["lidar"]
     stamps = info["stamps"]
@@ -104,11 +113,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     if plot is not None:
         lines.append(("route plot", str(plot)))
-    for key, value in lines:
-        print(f"{key + ':':14s}{value}")
-    for line in _calibration_lines(calibration, db):
-        print(line)
-    return 0
+    return lines
 
 
 def _calibration_lines(calibration: Any, db: Any) -> list[str]:

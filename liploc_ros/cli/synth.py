@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from liploc_ros.datasets.odometry import DEFAULT_ODOMETRY_ERRORS, OdometryErrorModel
 from liploc_ros.errors import ConfigError
@@ -97,12 +98,8 @@ def odometry_model(args: argparse.Namespace) -> OdometryErrorModel | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from liploc_ros.datasets.base import IndexedSource
-    from liploc_ros.datasets.kitti import KittiOdometry, write_kitti_odometry
-    from liploc_ros.datasets.kitti360 import Kitti360, write_kitti360
     from liploc_ros.datasets.odometry import simulate_odometry
-    from liploc_ros.datasets.odometry_sources import WithOdometry, describe_model
-    from liploc_ros.datasets.rosbag_writer import write_bag
+    from liploc_ros.datasets.odometry_sources import describe_model
     from liploc_ros.datasets.synthetic import SyntheticDrive, make_town
     from liploc_ros.datasets.synthetic.config import TownConfig
 
@@ -110,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
     if args.traversals < 1 or args.frames < 1:
         raise ConfigError("--traversals and --frames must be at least 1")
     model = odometry_model(args)
-    progress = not args.no_progress
     out: Path = args.out
     t_start = time.perf_counter()
     town = make_town(TownConfig(seed=args.seed))
@@ -127,35 +123,7 @@ def run(args: argparse.Namespace) -> int:
             odometry = simulate_odometry(drive.poses, (town.seed, drive.traversal.index), model)
         label = None if model is None else describe_model(model)
         t0 = time.perf_counter()
-        rendered_into: IndexedSource | None = None
-        for layout in layouts:
-            reader: IndexedSource | None
-            # Render once; later layouts read back the first one's files (much faster).
-            source = WithOdometry(
-                drive if rendered_into is None else rendered_into, odometry, model=label
-            )
-            if layout == "kitti":
-                path = write_kitti_odometry(
-                    source, out / "kitti", f"{t:02d}", progress=progress, overwrite=args.overwrite
-                )
-                reader = KittiOdometry(out / "kitti", f"{t:02d}")
-            elif layout == "kitti360":
-                path = write_kitti360(
-                    source, out / "kitti360", t, progress=progress, overwrite=args.overwrite
-                )
-                reader = Kitti360(out / "kitti360", t)
-            else:
-                path = write_bag(
-                    source,
-                    out / "bags" / f"t{t}",
-                    storage=args.storage,
-                    image_encoding=args.image_encoding,
-                    progress=progress,
-                    overwrite=args.overwrite,
-                )
-                reader = None
-            rendered_into = rendered_into or reader
-            print(f"  traversal {t}: {layout:8s} -> {path}")
+        _write_traversal(args, drive, t, layouts, odometry, label)
         elapsed = time.perf_counter() - t0
         print(
             f"traversal {t}: {len(drive)} frames in {elapsed:.1f} s "
@@ -163,3 +131,41 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"done in {time.perf_counter() - t_start:.1f} s: {out}")
     return 0
+
+
+def _write_traversal(
+    args: argparse.Namespace, drive: Any, t: int, layouts: Any, odometry: Any, label: str | None
+) -> None:
+    """Traversal ``t`` in every layout: rendered once, later layouts read back the first
+    one's files (much faster)."""
+    from liploc_ros.datasets.base import IndexedSource
+    from liploc_ros.datasets.kitti import KittiOdometry, write_kitti_odometry
+    from liploc_ros.datasets.kitti360 import Kitti360, write_kitti360
+    from liploc_ros.datasets.odometry_sources import WithOdometry
+    from liploc_ros.datasets.rosbag_writer import write_bag
+
+    out, progress = args.out, not args.no_progress
+    rendered_into: IndexedSource | None = None
+    for layout in layouts:
+        reader: IndexedSource | None
+        source = WithOdometry(
+            drive if rendered_into is None else rendered_into, odometry, model=label
+        )
+        if layout == "kitti":
+            path = write_kitti_odometry(
+                source, out / "kitti", f"{t:02d}", progress=progress, overwrite=args.overwrite
+            )
+            reader = KittiOdometry(out / "kitti", f"{t:02d}")
+        elif layout == "kitti360":
+            path = write_kitti360(
+                source, out / "kitti360", t, progress=progress, overwrite=args.overwrite
+            )
+            reader = Kitti360(out / "kitti360", t)
+        else:
+            path = write_bag(
+                source, out / "bags" / f"t{t}", storage=args.storage,
+                image_encoding=args.image_encoding, progress=progress, overwrite=args.overwrite,
+            )  # fmt: skip
+            reader = None
+        rendered_into = rendered_into or reader
+        print(f"  traversal {t}: {layout:8s} -> {path}")

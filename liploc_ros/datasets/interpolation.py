@@ -17,7 +17,6 @@ from liploc_ros.errors import DatasetError
 
 __all__ = [
     "PoseTrack",
-    "invert_transform",
     "make_transform",
     "make_transforms",
     "transform_to_quat",
@@ -51,17 +50,6 @@ def transform_to_quat(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(translation (3,), quaternion (x, y, z, w)) of a 4 x 4 rigid transform."""
     T = np.asarray(T, np.float64)
     return T[:3, 3].copy(), Rotation.from_matrix(T[:3, :3]).as_quat()
-
-
-def invert_transform(T: np.ndarray) -> np.ndarray:
-    """Inverse of rigid transform(s) (..., 4, 4) by transposing the rotation."""
-    T = np.asarray(T, np.float64)
-    out = np.zeros_like(T)
-    R_inv = np.swapaxes(T[..., :3, :3], -1, -2)
-    out[..., :3, :3] = R_inv
-    out[..., :3, 3] = -np.einsum("...ij,...j->...i", R_inv, T[..., :3, 3])
-    out[..., 3, 3] = 1.0
-    return out
 
 
 class PoseTrack:

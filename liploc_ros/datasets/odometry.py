@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from liploc_ros.errors import ConfigError
+from liploc_ros.geometry import integrate_steps, planar, relative_steps, se2_matrices
 
 #: seed salt of the odometry error stream (separate from the synthetic world's salts)
 SALT_ODOMETRY = 31
@@ -60,49 +61,6 @@ DEFAULT_ODOMETRY_ERRORS = OdometryErrorModel()
 
 #: a perfect odometry (tests)
 EXACT_ODOMETRY = OdometryErrorModel(0.0, 0.0, 0.0, 0.0)
-
-
-def planar(poses: np.ndarray) -> np.ndarray:
-    """(N, 3) x, y, yaw of 4 x 4 poses (yaw of the x axis projected to the ground plane)."""
-    p = np.asarray(poses, np.float64).reshape(-1, 4, 4)
-    yaw = np.arctan2(p[:, 1, 0], p[:, 0, 0])
-    return np.stack([p[:, 0, 3], p[:, 1, 3], yaw], axis=1)
-
-
-def se2_matrices(xyyaw: np.ndarray, z: float = 0.0) -> np.ndarray:
-    """(N, 4, 4) level poses from (N, 3) x, y, yaw, at height ``z``."""
-    v = np.asarray(xyyaw, np.float64).reshape(-1, 3)
-    out = np.zeros((len(v), 4, 4))
-    c, s = np.cos(v[:, 2]), np.sin(v[:, 2])
-    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = c, -s, s, c
-    out[:, 2, 2] = out[:, 3, 3] = 1.0
-    out[:, 0, 3], out[:, 1, 3], out[:, 2, 3] = v[:, 0], v[:, 1], z
-    return out
-
-
-def relative_steps(xyyaw: np.ndarray) -> np.ndarray:
-    """(N-1, 3) motion between consecutive planar poses, in the earlier pose's frame."""
-    v = np.asarray(xyyaw, np.float64)
-    d = v[1:, :2] - v[:-1, :2]
-    c, s = np.cos(v[:-1, 2]), np.sin(v[:-1, 2])
-    fwd = c * d[:, 0] + s * d[:, 1]
-    left = -s * d[:, 0] + c * d[:, 1]
-    dyaw = np.angle(np.exp(1j * (v[1:, 2] - v[:-1, 2])))
-    return np.stack([fwd, left, dyaw], axis=1)
-
-
-def integrate_steps(start: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """(N+1, 3) planar poses from ``start`` (3,) and (N, 3) body-frame steps."""
-    out = np.empty((len(steps) + 1, 3))
-    out[0] = start
-    x, y, yaw = (float(v) for v in start)
-    for i, (fwd, left, dyaw) in enumerate(np.asarray(steps, np.float64), start=1):
-        c, s = math.cos(yaw), math.sin(yaw)
-        x += c * fwd - s * left
-        y += s * fwd + c * left
-        yaw = math.atan2(math.sin(yaw + dyaw), math.cos(yaw + dyaw))
-        out[i] = (x, y, yaw)
-    return out
 
 
 def simulate_odometry(

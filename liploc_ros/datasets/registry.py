@@ -15,6 +15,7 @@ their data this way.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,10 +66,22 @@ def parse_spec(spec: str | Path) -> tuple[str, str]:
     return key, rest.strip()
 
 
+def expand_spec(spec: str) -> str:
+    """A dataset spec with ``${VAR}`` / ``$VAR`` replaced; an unset variable is an error."""
+    expanded = os.path.expandvars(spec)
+    leftover = re.search(r"\$\{?(\w+)\}?", expanded)
+    if leftover:
+        raise ConfigError(
+            f"dataset spec {spec!r}: environment variable {leftover.group(1)} is not set"
+        )
+    return expanded
+
+
 def open_source(spec: str | Path, **options: Any) -> FrameSource:
-    """The :class:`FrameSource` a spec names (see the module docstring); ``options`` go to
-    the reader, and one it does not take is a :class:`ConfigError`."""
-    kind, rest = parse_spec(spec)
+    """The :class:`FrameSource` a spec names (see the module docstring; ``${VAR}`` expanded,
+    so that shipped configs can say ``kitti:${KITTI_ROOT}:08``); ``options`` go to the
+    reader, and one it does not take is a :class:`ConfigError`."""
+    kind, rest = parse_spec(expand_spec(str(spec)))
     return SOURCE_KINDS[kind].opener(rest, options)
 
 

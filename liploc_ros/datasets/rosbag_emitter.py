@@ -17,10 +17,11 @@ from scipy.spatial.transform import Rotation
 
 from liploc_ros.datasets.base import Calibration, Frame
 from liploc_ros.datasets.images import rgb_to_compressed, rgb_to_raw
-from liploc_ros.datasets.interpolation import invert_transform, transform_to_quat
+from liploc_ros.datasets.interpolation import transform_to_quat
 from liploc_ros.datasets.pointcloud import xyzi_to_cloud
 from liploc_ros.datasets.rosbag_topics import BagTopics, check_transform
 from liploc_ros.errors import DatasetError, LiplocError
+from liploc_ros.geometry import invert_transform
 
 __all__ = ["FrameEmitter", "split_stamp"]
 

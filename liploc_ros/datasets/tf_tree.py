@@ -16,13 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from liploc_ros.datasets.interpolation import (
-    PoseTrack,
-    invert_transform,
-    make_transform,
-    make_transforms,
-)
+from liploc_ros.datasets.interpolation import PoseTrack, make_transform, make_transforms
 from liploc_ros.errors import DatasetError
+from liploc_ros.geometry import invert_transform
 
 __all__ = ["TfTree", "normalize_frame"]
 

@@ -97,7 +97,7 @@ def _write_encoders(
         assert calibration is not None
         return export_int8(loaded, fmt, calibration, tmp, cache_dir)
     if fmt == "onnx":
-        from liploc_ros.deploy.onnx_process import export_onnx_files
+        from liploc_ros.model.backends.onnx_process import export_onnx_files
 
         export_onnx_files(loaded, {side: tmp / f"{side}.onnx" for side in SIDES})
         return {}
@@ -105,7 +105,7 @@ def _write_encoders(
         from liploc_ros.deploy.tensorrt_export import build_engines
 
         return build_engines(loaded, tmp, precision, max_batch)
-    from liploc_ros.deploy.openvino_export import export_openvino
+    from liploc_ros.model.backends.openvino_export import export_openvino
 
     additions: dict[str, Any] = {}
     if precision == "bf16":
@@ -179,12 +179,12 @@ def _embedded_fingerprint(path: Path, fmt: str) -> str | None:
 
         return engine_fingerprint(path)
     if fmt == "onnx":
-        from liploc_ros.deploy.onnx_export import onnx_fingerprint
+        from liploc_ros.model.backends.onnx_export import onnx_fingerprint
 
         return onnx_fingerprint(path)
     import openvino as ov
 
-    from liploc_ros.deploy.openvino_export import openvino_fingerprint
+    from liploc_ros.model.backends.openvino_export import openvino_fingerprint
 
     try:
         return openvino_fingerprint(ov.Core().read_model(str(path)))

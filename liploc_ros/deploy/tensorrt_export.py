@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from liploc_ros.deploy.onnx_process import export_onnx_files
 from liploc_ros.errors import BackendError, DeviceError
 from liploc_ros.model.backends.base import INPUT_NAME, OUTPUT_NAME, SIDES, input_size
+from liploc_ros.model.backends.onnx_process import export_onnx_files
 from liploc_ros.model.liploc_file import LoadedModel
 
 

@@ -1,49 +1,27 @@
 """Camera localization in a LiDAR map: frame -> embedding -> top-k -> pose estimate.
 
-Usage::
+Import the module you need: this package imports nothing (``import liploc_ros.localization``
+loads no torch), so that the light modules (configs, the estimate's maths) stay light.
 
-    localizer = Localizer(embedder, MapDatabase.load("town.lmap"), LocalizerConfig())
-    localizer.warm_up()
-    estimate = localizer.localize(rgb_image, stamp)   # PoseEstimate: ok, pose, covariance, ...
+- :mod:`~liploc_ros.localization.localizer`: ``Localizer`` (embedder + map), ``FrameEstimator``
+- :mod:`~liploc_ros.localization.factory`: a model file and a map file -> the localizer of a mode
+- :mod:`~liploc_ros.localization.mode`, :mod:`~liploc_ros.localization.mode_registry`,
+  :mod:`~liploc_ros.localization.single_mode`, :mod:`~liploc_ros.localization.sequence_mode`:
+  the localizer modes behind one interface
+- :mod:`~liploc_ros.localization.run`: a source's frames through a localizer, in time order
+- :mod:`~liploc_ros.localization.config`: ``LocalizerConfig``
+- :mod:`~liploc_ros.localization.estimate`: ``PoseEstimate``, the single-frame estimate
+- :mod:`~liploc_ros.localization.base_pose`: the estimate re-expressed for the vehicle
+- :mod:`~liploc_ros.localization.initial_pose`: an operator's initial pose as the prior
+- :mod:`~liploc_ros.localization.sequence`, :mod:`~liploc_ros.localization.sequence_config`,
+  :mod:`~liploc_ros.localization.motion`, :mod:`~liploc_ros.localization.measurement`,
+  :mod:`~liploc_ros.localization.particles`, :mod:`~liploc_ros.localization.filter_status`:
+  the sequence filter
+- :mod:`~liploc_ros.localization.fix_gate`: when a fix goes out (one pure function)
+- :mod:`~liploc_ros.localization.calibration`, :mod:`~liploc_ros.localization.score_samples`,
+  :mod:`~liploc_ros.localization.scores`, :mod:`~liploc_ros.localization.evidence`,
+  :mod:`~liploc_ros.localization.gate_check`: what a map's scores mean (see
+  docs/ARCHITECTURE.md, "Trust")
 
-From files, in either mode, as the CLI and the node assemble it
-(:func:`liploc_ros.localization.factory.open_localizer`)::
-
-    localizer = open_localizer("tiny.safetensors", "town.lmap", mode="single")
-
-What a map's scores mean comes from its calibration
-(:mod:`liploc_ros.localization.calibration`).
+How well a run did is :mod:`liploc_ros.evaluation`.
 """
-
-from liploc_ros.localization.config import LocalizerConfig, LocalizerMode
-from liploc_ros.localization.estimate import (
-    AMBIGUOUS,
-    DISAGREE,
-    NO_MATCH,
-    OFF_MAP,
-    REASONS,
-    PoseEstimate,
-    estimate_pose,
-    message_fields,
-    pose_deltas,
-    weighted_covariance,
-)
-from liploc_ros.localization.localizer import STAGES, FrameEstimator, Localizer
-
-__all__ = [
-    "AMBIGUOUS",
-    "DISAGREE",
-    "NO_MATCH",
-    "OFF_MAP",
-    "REASONS",
-    "STAGES",
-    "FrameEstimator",
-    "Localizer",
-    "LocalizerConfig",
-    "LocalizerMode",
-    "PoseEstimate",
-    "estimate_pose",
-    "message_fields",
-    "pose_deltas",
-    "weighted_covariance",
-]

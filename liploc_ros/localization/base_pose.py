@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liploc_ros.datasets.interpolation import invert_transform
 from liploc_ros.errors import MapError
+from liploc_ros.geometry import invert_transform
 from liploc_ros.localization.config import LocalizerConfig
 from liploc_ros.localization.estimate import PoseEstimate, pose_deltas, weighted_covariance
 from liploc_ros.mapdb import MapDatabase

@@ -3,62 +3,26 @@
 ``liploc localize``, the localizer node and the demo all call :func:`open_localizer`, so a
 mode, a model file kind (:func:`liploc_ros.model.model_file.load_embedder`: a liploc
 .safetensors or an authors' .pth, ``normalize``, ``sensor``) or a check added here reaches
-every one of them. The modes:
-
-- ``single``: every frame alone, a :class:`~liploc_ros.localization.localizer.Localizer`;
-- ``sequence``: the frames in time order through the sequence filter with odometry, a
-  :class:`~liploc_ros.localization.tracking.TrackingLocalizer` around that Localizer.
+every one of them. The modes are :mod:`~liploc_ros.localization.mode_registry`'s; every one
+is driven through the same :class:`~liploc_ros.localization.localizer.Localizer`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeAlias
 
-from liploc_ros.localization.config import DEFAULT_CONFIG, LocalizerConfig, LocalizerMode
+from liploc_ros.localization.config import DEFAULT_CONFIG, LocalizerConfig
 from liploc_ros.localization.localizer import Localizer
+from liploc_ros.localization.mode import ModeSettings
+from liploc_ros.localization.mode_registry import check_mode
 from liploc_ros.localization.sequence_config import DEFAULT_SEQUENCE_CONFIG, SequenceConfig
-from liploc_ros.localization.tracking import TrackingLocalizer
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.model.backends import DEFAULT_BACKEND
 from liploc_ros.model.inference import Embedder
 from liploc_ros.model.liploc_file import LoadedModel
 from liploc_ros.model.model_file import load_embedder
 
-__all__ = [
-    "MODES",
-    "AnyLocalizer",
-    "LocalizerMode",
-    "check_mode",
-    "frame_localizer",
-    "open_localizer",
-    "with_mode",
-]
-
-#: the localizer modes (``mode`` of the node, ``liploc localize`` and ``liploc eval``)
-MODES: tuple[str, ...] = LocalizerMode.values()
-#: what :func:`open_localizer` returns, by mode
-AnyLocalizer: TypeAlias = Localizer | TrackingLocalizer
-
-
-def check_mode(mode: str) -> LocalizerMode:
-    """``mode`` as a :class:`LocalizerMode`; a ConfigError naming the modes if it is none."""
-    return LocalizerMode.parse(mode, "mode")
-
-
-def with_mode(
-    localizer: Localizer, mode: str, sequence: SequenceConfig | None = None
-) -> AnyLocalizer:
-    """``localizer`` as ``mode`` runs it: alone, or in front of the sequence filter
-    (``sequence``: its settings, None for the defaults)."""
-    if check_mode(mode) == "sequence":
-        return TrackingLocalizer(localizer, sequence or DEFAULT_SEQUENCE_CONFIG)
-    return localizer
-
-
-def frame_localizer(localizer: AnyLocalizer) -> Localizer:
-    """The single-frame :class:`Localizer` of either mode (its embedder, map, latency)."""
-    return localizer.localizer if isinstance(localizer, TrackingLocalizer) else localizer
+__all__ = ["open_localizer"]
 
 
 def open_localizer(
@@ -74,9 +38,9 @@ def open_localizer(
     batch_size: int = 1,
     normalize: bool | None = None,
     sensor: str | None = None,
-) -> AnyLocalizer:
+) -> Localizer:
     """The ``mode`` localizer of ``model`` in ``database`` (not warmed up); ``config``: the
-    single-frame settings, ``sequence``: the filter's (sequence mode; None: the defaults).
+    single-frame settings, ``sequence``: the filter's (None: the defaults).
 
     ``model``: any model file, a loaded model, or an :class:`Embedder` used as it is (the
     device, precision, backend, batch size and model options then do not apply). The mode is
@@ -93,4 +57,5 @@ def open_localizer(
             model, device=device, precision=precision, batch_size=batch_size, backend=backend,
             normalize=normalize, sensor=sensor,
         )  # fmt: skip
-    return with_mode(Localizer(embedder, database, config), mode, sequence)
+    settings = ModeSettings(config, sequence or DEFAULT_SEQUENCE_CONFIG)
+    return Localizer(embedder, database, config, mode=mode, settings=settings)

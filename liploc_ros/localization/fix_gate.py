@@ -6,8 +6,10 @@ evaluation's sweep of the gate (the precision / fix-ratio curve) decide alike.
   (``max_position_std_m``); it is *kept* while the mode holds at least
   ``keep_probability`` (hysteresis: a tracked place's posterior dips on a few poor frames
   without the vehicle having moved anywhere else).
-- A frame whose evidence at the tracked place is below the map's floor gets no fix (the
-  track is kept): the first frames after a kidnap score like elsewhere.
+- A frame whose evidence at the tracked place is below the map's floor gets no fix (a
+  track already taken up is kept): the first frames after a kidnap score like elsewhere.
+  Such a frame never takes a track up: a place the frame contradicts is not confirmed by
+  it, however much prior mass it holds (an operator's wrong initial pose).
 
 The filter's particles never depend on these decisions, so replaying them over a run's
 estimates with another target gives exactly the run that target would have given.
@@ -57,7 +59,7 @@ class GateRule:
         if not held:
             return False, False, "uncertain" if sure and not tight else "lost"
         if frame.frame_evidence < self.frame_floor:
-            return True, False, "mismatch"
+            return tracking, False, "mismatch"
         return True, True, ""
 
 

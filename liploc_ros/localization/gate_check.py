@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from liploc_ros.geometry import yaw_of
 from liploc_ros.localization.evidence import EvidenceModel
 from liploc_ros.localization.measurement import MapField
 from liploc_ros.localization.score_samples import NULL_RADIUS_M, pair_scores
@@ -108,7 +109,7 @@ def _track_sups(
         dx, dy = rel[None, :, 0, 3], rel[None, :, 1, 3]
         px = xy[pick, 0, None] + c * dx - sn * dy
         py = xy[pick, 1, None] + sn * dx + c * dy
-        pyaw = yaw[pick, None] + np.arctan2(rel[None, :, 1, 0], rel[None, :, 0, 0])
+        pyaw = yaw[pick, None] + yaw_of(rel)[None, :]
         poses = np.column_stack([px.ravel(), py.ravel(), pyaw.ravel()])
         entry = field.explaining(poses)
         near = xy[np.maximum(entry, 0)]

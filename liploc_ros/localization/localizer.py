@@ -18,6 +18,8 @@ from liploc_ros.localization.calibration import evidence_for
 from liploc_ros.localization.config import DEFAULT_CONFIG, LocalizerConfig
 from liploc_ros.localization.estimate import PoseEstimate, estimate_pose
 from liploc_ros.localization.evidence import EvidenceModel
+from liploc_ros.localization.mode import LocalizationMode, ModeSettings
+from liploc_ros.localization.mode_registry import mode_class
 from liploc_ros.localization.scores import embedding_stats, standardized
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.model.inference import Embedder
@@ -110,14 +112,22 @@ class FrameEstimator:
 
 class Localizer:
     """Localizes camera frames in one map with one model (the map's own): the camera
-    encoder in front of a :class:`FrameEstimator`."""
+    encoder in front of a localizer mode (:mod:`~liploc_ros.localization.mode`), which
+    estimates over the map's :class:`FrameEstimator`. Every caller drives every mode through
+    :meth:`localize_batch` / :meth:`localize`; ``mode`` holds the mode's own state (reset,
+    initial pose, particles)."""
 
     def __init__(
         self,
         embedder: Embedder,
         database: MapDatabase,
         config: LocalizerConfig = DEFAULT_CONFIG,
+        *,
+        mode: str = "single",
+        settings: ModeSettings | None = None,
     ) -> None:
+        """``mode``: a registered mode's name; ``settings``: its settings (None: ``config``
+        and the sequence defaults)."""
         loaded = embedder.loaded
         database.check_model(embedder.fingerprint, loaded.model_config.name)
         if database.dim != embedder.embed_dim:  # same fingerprint, so only a corrupt header
@@ -127,6 +137,8 @@ class Localizer:
             )
         self.embedder = embedder
         self.estimator = FrameEstimator(database, config)
+        settings = settings or ModeSettings(localizer=config)
+        self.mode: LocalizationMode = mode_class(mode)(self.estimator, settings)
 
     @property
     def database(self) -> MapDatabase:
@@ -135,6 +147,12 @@ class Localizer:
     @property
     def config(self) -> LocalizerConfig:
         return self.estimator.config
+
+    def reconfigure(self, settings: ModeSettings) -> None:
+        """New settings (dynamic parameters), from the next frame on."""
+        if not isinstance(settings, ModeSettings):
+            raise ConfigError(f"settings must be ModeSettings, not {type(settings).__name__}")
+        self.mode.reconfigure(settings)
 
     @property
     def frame_id(self) -> str:
@@ -146,32 +164,39 @@ class Localizer:
         for lazy initialisation (allocator, kernels, FAISS threads)."""
         size = self.embedder.loaded.preprocess.camera.image_size
         self.localize(np.zeros((size, size, 3), np.uint8), 0.0)
+        self.mode.reset()  # the dummy frame is no part of any stream
 
     def localize(
         self,
         image: np.ndarray,
         stamp: float,
+        odometry: np.ndarray | None = None,
         *,
         order: ColorOrder = "rgb",
         timings_ms: Mapping[str, float] | None = None,
     ) -> PoseEstimate:
-        """One H x W x 3 (or mono) uint8 frame -> its estimate, stamped ``stamp``.
+        """One H x W x 3 (or mono) uint8 frame -> its estimate, stamped ``stamp``, with the
+        odometry pose at its stamp (None: none; a mode without memory ignores it).
 
         ``timings_ms``: stages the caller timed before (e.g. ``{"decode": 2.1}``); they are
         added to the result's timings and its total.
         """
-        return self.localize_batch([image], [stamp], order=order, timings_ms=timings_ms)[0]
+        return self.localize_batch(
+            [image], [stamp], [odometry], order=order, timings_ms=timings_ms
+        )[0]
 
     def localize_batch(
         self,
         images: Sequence[np.ndarray],
         stamps: Sequence[float],
+        odometry: Sequence[np.ndarray | None] | None = None,
         *,
         order: ColorOrder = "rgb",
         k: int | None = None,
         timings_ms: Mapping[str, float] | None = None,
     ) -> list[PoseEstimate]:
-        """Frames encoded together (faster offline) -> one estimate per frame, in order.
+        """Frames of one stream, in time order, encoded together (faster offline), with
+        their odometry poses (None: none) -> one estimate per frame, by the mode.
 
         ``k`` retrieves more entries than the estimate uses (for Recall@K): the result lists
         them all. The preprocess, encode and search timings are the batch's divided by its
@@ -182,8 +207,8 @@ class Localizer:
         if not images:
             return []
         queries, timings = self.encode(images, order=order)
-        return self.estimator.estimate_batch(
-            queries, stamps, k=k, timings_ms={**(timings_ms or {}), **timings}
+        return self.mode.estimate(
+            queries, stamps, odometry, k=k, timings_ms={**(timings_ms or {}), **timings}
         )
 
     def encode(

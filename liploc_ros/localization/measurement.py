@@ -26,7 +26,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from liploc_ros.errors import MapError
-from liploc_ros.localization.motion import wrap
+from liploc_ros.geometry import wrap
 from liploc_ros.localization.scores import embedding_stats
 from liploc_ros.localization.sequence_config import SequenceConfig
 from liploc_ros.mapdb import MapDatabase

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liploc_ros.datasets.odometry import planar, relative_steps
 from liploc_ros.errors import ConfigError
+from liploc_ros.geometry import planar, relative_steps, wrap
 from liploc_ros.localization.sequence_config import SequenceConfig
 
 #: below this translation (m) the first rotation is undefined and taken as 0 (amcl: 0.01)
@@ -59,11 +59,6 @@ class Motion:
     @property
     def translation(self) -> float:
         return math.hypot(self.dx, self.dy)
-
-
-def wrap(angle: np.ndarray | float) -> np.ndarray:
-    """Angles wrapped to [-pi, pi)."""
-    return (np.asarray(angle, np.float64) + math.pi) % (2.0 * math.pi) - math.pi
 
 
 def _rotation_magnitude(angle: float) -> float:
@@ -133,3 +128,18 @@ def _jitter(
         p[:, 2] += math.radians(yaw_std_deg) * gen.standard_normal(len(p))
     p[:, 2] = wrap(p[:, 2])
     return p
+
+
+def motions_from_odometry(odometry: np.ndarray | None, count: int) -> list[Motion | None]:
+    """Per frame, the motion since the previous frame from (N, 4, 4) odometry poses
+    (None for the first frame, for frames without finite odometry, or without odometry)."""
+    if odometry is None:
+        return [None] * count
+    odom = np.asarray(odometry, np.float64)
+    if len(odom) != count:
+        raise ConfigError(f"{len(odom)} odometry poses for {count} frames")
+    finite: np.ndarray = np.all(np.isfinite(odom).reshape(count, -1), axis=1)
+    out: list[Motion | None] = [None]
+    for i in range(1, count):
+        out.append(Motion.between(odom[i - 1], odom[i]) if finite[i] and finite[i - 1] else None)
+    return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liploc_ros.localization.motion import wrap
+from liploc_ros.geometry import wrap
 
 #: candidate modes examined (the heaviest grid bins)
 _CANDIDATES = 3

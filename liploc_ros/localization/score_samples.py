@@ -16,6 +16,7 @@ from scipy.optimize import isotonic_regression
 from scipy.spatial import cKDTree
 
 from liploc_ros.errors import MapError
+from liploc_ros.geometry import wrap, yaw_of
 from liploc_ros.localization.scores import standardized
 
 #: the entries of a frame's place lie at most this far from it (m)
@@ -39,15 +40,7 @@ def entry_yaw(quaternions: np.ndarray) -> np.ndarray:
     """(N,) headings (rad) of (N, 4) x y z w orientations: where each entry's crop faces."""
     from scipy.spatial.transform import Rotation
 
-    return _yaw(Rotation.from_quat(np.asarray(quaternions, np.float64)).as_matrix())
-
-
-def _yaw(rotations: np.ndarray) -> np.ndarray:
-    return np.arctan2(rotations[:, 1, 0], rotations[:, 0, 0])
-
-
-def _wrap(angle: np.ndarray) -> np.ndarray:
-    return (np.asarray(angle) + math.pi) % (2.0 * math.pi) - math.pi
+    return yaw_of(Rotation.from_quat(np.asarray(quaternions, np.float64)).as_matrix())
 
 
 def band_samples(
@@ -61,8 +54,8 @@ def band_samples(
     dist, idx = dist.reshape(len(truth), k), idx.reshape(len(truth), k)
     found = idx < tree.n
     facing = np.zeros_like(found)
-    heading = np.repeat(_yaw(truth[:, :3, :3]), k).reshape(len(truth), k)
-    facing[found] = np.abs(_wrap(yaw[idx[found]] - heading[found])) <= _FACING_RAD
+    heading = np.repeat(yaw_of(truth[:, :3, :3]), k).reshape(len(truth), k)
+    facing[found] = np.abs(wrap(yaw[idx[found]] - heading[found])) <= _FACING_RAD
     edges = (0.0, *BAND_EDGES_M, MATCH_RADIUS_M)
     out = []
     for lo, hi in itertools.pairwise(edges):

@@ -1,7 +1,7 @@
 """Sequence localization: Monte Carlo localization fusing odometry with map retrieval, and
 publishing a pose only when the evidence says it is right with the target probability.
 
-:class:`SequenceLocalizer` is a particle filter over the sensor's ground pose (x, y, yaw)
+:class:`SequenceFilter` is a particle filter over the sensor's ground pose (x, y, yaw)
 in the map frame, in the manner of AMCL, beside one explicit hypothesis more:
 **elsewhere**, the vehicle at a place no particle holds: off the map, or on a part of it
 the particles have not found. Its mass starts at 1 (no prior: the filter finds itself) and
@@ -46,6 +46,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from liploc_ros.errors import ConfigError, MapError
+from liploc_ros.geometry import wrap
 from liploc_ros.localization.config import DEFAULT_CONFIG, LocalizerConfig
 from liploc_ros.localization.estimate import (
     INITIALIZING,
@@ -58,8 +59,9 @@ from liploc_ros.localization.estimate import (
 from liploc_ros.localization.evidence import EvidenceModel
 from liploc_ros.localization.filter_status import FilterStatus, TrackState
 from liploc_ros.localization.fix_gate import GateInputs, GateRule
+from liploc_ros.localization.initial_pose import draw_prior
 from liploc_ros.localization.measurement import MapField
-from liploc_ros.localization.motion import Motion, apply_odometry, random_walk, wrap
+from liploc_ros.localization.motion import Motion, apply_odometry, random_walk
 from liploc_ros.localization.particles import (
     Mode,
     dominant_mode,
@@ -81,7 +83,7 @@ class _Gate:
     frame_evidence: float
 
 
-class SequenceLocalizer:
+class SequenceFilter:
     """A particle filter over (x, y, yaw) in one map; feed it frames in time order.
 
     ``evidence``: what the map's scores mean (its calibration's
@@ -119,6 +121,68 @@ class SequenceLocalizer:
         self._held: np.ndarray | None = None  # the tracked mode's x, y, yaw, moved on
         self._last_stamp: float | None = None
         self._status = FilterStatus(TrackState.INITIALIZING, 0.0, 0.0, 1.0, 0, 0, 0)
+        self._full_update = False
+
+    def seed(self, mean: np.ndarray, covariance: np.ndarray) -> None:
+        """Start from a prior pose, as AMCL does from an operator's initial pose: the
+        particles are drawn from N(``mean``, ``covariance`` + the injection spread) over
+        the sensor's x, y, yaw in the map (3, and 3 x 3; see
+        :func:`~liploc_ros.localization.initial_pose.sensor_prior`), and hold
+        ``initial_pose_probability`` of the posterior, elsewhere the rest. Draws that no map
+        entry explains (a heading no crop faces) are drawn again, and those left after
+        a few rounds are replaced by copies of the others: the prior is conditioned on the
+        map. A prior wholly off the map is refused (:class:`MapError`, the filter
+        unchanged): off the map is what *elsewhere* already stands for, and particles there
+        would hold the posterior against no evidence. The fix gate is unchanged: the frames
+        must support the prior before a pose is published (a frame below the map's floor
+        takes no track up), and a wrong one loses its mass to elsewhere as a kidnapped
+        track does, while the frames' matches are injected from elsewhere's share."""
+        cfg = self.config
+        particles = draw_prior(mean, covariance, cfg, self._gen)
+        for _ in range(_PRIOR_REDRAWS):  # the prior on the map: "the vehicle is here"
+            off = self.field.explaining(particles) < 0
+            if off.all():
+                x, y, yaw = (float(v) for v in np.asarray(mean, np.float64).reshape(3))
+                raise MapError(
+                    f"the initial pose (x {x:.1f} y {y:.1f} yaw {math.degrees(yaw):.0f} deg, "
+                    f"the sensor's) is off the map: none of {len(particles)} draws from it "
+                    f"has a map entry within entry_radius_m ({cfg.entry_radius_m} m) facing "
+                    f"its heading (heading_tolerance_deg {cfg.heading_tolerance_deg}); kept "
+                    "the filter as it was"
+                )
+            if not off.any():
+                break
+            particles[off] = draw_prior(mean, covariance, cfg, self._gen, int(off.sum()))
+        off = self.field.explaining(particles) < 0
+        if off.any():  # still unexplained: replaced by copies of the explained draws
+            kept = particles[~off]
+            particles = kept[self._gen.integers(len(kept), size=len(particles))]
+        self.reset()
+        n = len(particles)
+        self._particles = particles
+        prior = cfg.initial_pose_probability
+        self._log_w = np.full(n, math.log(prior / n))
+        self._log_elsewhere = math.log1p(-prior)
+        self._status = FilterStatus(TrackState.INITIALIZING, float(n), prior, 1.0 - prior,
+                                    0, 0, 0)  # fmt: skip
+
+    def request_full_update(self) -> None:
+        """Weigh the next frame's evidence as a whole frame step even if the odometry says
+        the vehicle stood still (AMCL's ``request_nomotion_update``)."""
+        self._full_update = True
+
+    def reconfigure(self, config: SequenceConfig) -> None:
+        """Take new gates, targets and noise between frames; the particle count, the seed
+        and the map field's geometry are fixed once the filter exists."""
+        if not isinstance(config, SequenceConfig):
+            raise ConfigError(f"config must be a SequenceConfig, not {type(config).__name__}")
+        fixed = ("particles", "seed", "neighbours", "entry_radius_m", "heading_tolerance_deg")
+        changed = [f for f in fixed if getattr(config, f) != getattr(self.config, f)]
+        if changed:
+            raise ConfigError(
+                f"sequence.{', sequence.'.join(changed)} cannot change while the filter runs"
+            )
+        self.config = config
 
     @property
     def state(self) -> TrackState:
@@ -215,12 +279,16 @@ class SequenceLocalizer:
                 self._log_elsewhere = float(np.logaddexp(self._log_elsewhere, moved))
                 self._log_w = self._log_w + math.log1p(-kidnap)
         self._last_stamp = float(stamp)
+        if self._full_update:  # asked for (no-motion update): a whole frame's evidence
+            self._full_update = False
+            return self.evidence.temper(None)
         return self.evidence.temper(step)
 
     def _weigh(self, llr: np.ndarray) -> None:
         """Weigh the particles by this frame's tempered evidence; the particles' gain against
         elsewhere, where they gained, counts only ``evidence.scale`` of it (the relative
-        weights among them are the full evidence's): see the module docstring."""
+        weights among them are the full evidence's): see the module docstring. An operator's
+        initial pose (:meth:`seed`) is discounted alike: its frames are no less correlated."""
         if not len(self._log_w):
             return
         before = _logsumexp(self._log_w)
@@ -369,13 +437,16 @@ class SequenceLocalizer:
         cov = np.zeros((6, 6))
         block = [0, 1, 5]
         cov[np.ix_(block, block)] = mode.covariance
-        cov[0, 0] += cfg.min_position_std_m**2
-        cov[1, 1] += cfg.min_position_std_m**2
-        cov[5, 5] += math.radians(cfg.min_yaw_std_deg) ** 2
+        cov[0, 0] += cfg.extra_position_std_m**2
+        cov[1, 1] += cfg.extra_position_std_m**2
+        cov[5, 5] += math.radians(cfg.extra_yaw_std_deg) ** 2
         for axis in (2, 3, 4):
             cov[axis, axis] += floors[axis] ** 2
         return cov
 
+
+#: rounds of re-drawing an initial pose's particles that no map entry explains
+_PRIOR_REDRAWS = 5
 
 #: the share of the posterior a switch of the dominant hypothesis hands back to elsewhere
 _HAND_BACK = 0.5
@@ -396,23 +467,8 @@ def _logsumexp(values: np.ndarray) -> float:
     return top + math.log(float(np.exp(values - top).sum()))
 
 
-def motions_from_odometry(odometry: np.ndarray | None, count: int) -> list[Motion | None]:
-    """Per frame, the motion since the previous frame from (N, 4, 4) odometry poses
-    (None for the first frame, for frames without finite odometry, or without odometry)."""
-    if odometry is None:
-        return [None] * count
-    odom = np.asarray(odometry, np.float64)
-    if len(odom) != count:
-        raise ConfigError(f"{len(odom)} odometry poses for {count} frames")
-    finite: np.ndarray = np.all(np.isfinite(odom).reshape(count, -1), axis=1)
-    out: list[Motion | None] = [None]
-    for i in range(1, count):
-        out.append(Motion.between(odom[i - 1], odom[i]) if finite[i] and finite[i - 1] else None)
-    return out
-
-
 def run_sequence(
-    localizer: SequenceLocalizer,
+    localizer: SequenceFilter,
     queries: np.ndarray,
     stamps: np.ndarray | Sequence[float],
     motions: Sequence[Motion | None],

@@ -8,7 +8,8 @@ from typing import Any
 
 from liploc_ros.mapdb.database import MapDatabase
 from liploc_ros.mapdb.fileformat import MAP_FORMAT_VERSION
-from liploc_ros.mapdb.index import AUTO_APPROX_MIN_ENTRIES, IndexParams
+from liploc_ros.mapdb.indexes.legacy import IndexParams
+from liploc_ros.mapdb.indexes.registry import AUTO_APPROX_MIN_ENTRIES
 from liploc_ros.mapdb.info import MapInfo
 from liploc_ros.mapdb.merge import merge_maps
 from liploc_ros.mapdb.search import SearchResult

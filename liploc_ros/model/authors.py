@@ -22,7 +22,7 @@ import torch
 from liploc_ros.device import resolve_device
 from liploc_ros.errors import CheckpointError
 from liploc_ros.model.config import MODEL_PRESETS, ModelConfig
-from liploc_ros.model.file_kind import model_file_kind, sniff_model_file
+from liploc_ros.model.file_kind import model_file_kind
 from liploc_ros.model.liploc import create_empty_model
 from liploc_ros.model.liploc_file import LoadedModel
 from liploc_ros.model.weights import SHORT_FINGERPRINT_LEN, load_state_strict, state_dict_sha256
@@ -48,12 +48,6 @@ _RESNET_NAMES: dict[tuple[bool, tuple[int, ...]], str] = {
     (True, (3, 4, 23, 3)): "resnet101",
     (True, (3, 8, 36, 3)): "resnet152",
 }
-
-
-def sniff_checkpoint(path: Path) -> str:
-    """``torch`` (zip or legacy pickle), ``safetensors``, ``empty`` or ``unknown``
-    (:func:`liploc_ros.model.file_kind.sniff_model_file`)."""
-    return sniff_model_file(path)
 
 
 def read_authors_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

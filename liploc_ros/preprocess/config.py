@@ -75,11 +75,6 @@ class RangeImageConfig:
         third = self.width // 3
         return (third, 2 * third) if self.crop else (0, self.width)
 
-    @property
-    def output_shape(self) -> tuple[int, int]:
-        (r0, r1), (c0, c1) = self.crop_rows, self.crop_cols
-        return (r1 - r0, c1 - c0)
-
 
 #: Sensor presets. HDL-64E uses the authors' values (not the datasheet's +2/-24.9 deg) so that
 #: their checkpoints see the images they were trained on.

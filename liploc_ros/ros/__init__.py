@@ -22,7 +22,14 @@ The pieces the nodes are made of:
 - :mod:`~liploc_ros.ros.frame_slots`: newest-frame slots, so a slow model drops frames
 - :mod:`~liploc_ros.ros.throttle`: warnings rate-limited per cause
 - :mod:`~liploc_ros.ros.localizer_stats`: rate, latency and score windows for /diagnostics
-- :mod:`~liploc_ros.ros.localizer_setup`: the localizer node's start-up (open_localizer)
+- :mod:`~liploc_ros.ros.lifecycle`: what both managed nodes share (parameters settable
+  while unconfigured, entities a configure made, autostart)
+- :mod:`~liploc_ros.ros.localizer_runtime`: what the localizer node holds while configured
+  (model, map, publishers, the worker) and does while active
+- :mod:`~liploc_ros.ros.localizer_requests`: its services (ours and AMCL's) and request topics
+- :mod:`~liploc_ros.ros.initialpose_input`: an operator's initial pose checked, in the map
+  frame, told apart from the node's own /initialpose output
+- :mod:`~liploc_ros.ros.localizer_setup`: what the localizer node loads (open_localizer)
 - :mod:`~liploc_ros.ros.odometry_input`: sequence mode's odometry (tf or an Odometry topic)
 - :mod:`~liploc_ros.ros.tracking_session`: sequence mode in the node (re-localize, status)
 - :mod:`~liploc_ros.ros.map_odom_tf`: map -> odom from a global fix (where tf2 is installed)

@@ -29,9 +29,9 @@ from rclpy.signals import SignalHandlerOptions
 from visualization_msgs.msg import Marker, MarkerArray
 
 from liploc_ros.errors import LiplocError
+from liploc_ros.evaluation.demo_figures import Received, stamp_key
 from liploc_ros.ros.bag_player import BagPlayer, PlayOptions
 from liploc_ros.ros.conversions import stamp_to_seconds
-from liploc_ros.ros.demo_report import Received, stamp_key
 from liploc_ros.ros.localizer_messages import MATCH_NS
 
 __all__ = ["LocalizerProcess", "SessionResult", "play_into_localizer", "ros_environment"]

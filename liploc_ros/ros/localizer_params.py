@@ -10,18 +10,23 @@ node and the offline tool decide alike.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-from liploc_ros.config_fields import param, set_choice
+from liploc_ros.config_fields import check_bounds, param, set_choice
 from liploc_ros.datasets.rosbag_config import PoseSource
 from liploc_ros.device import Precision
 from liploc_ros.errors import ConfigError
-from liploc_ros.localization.config import LocalizerConfig, LocalizerMode
+from liploc_ros.localization.config import LocalizerConfig
+from liploc_ros.localization.mode_registry import DEFAULT_MODE, check_mode, mode_names
 from liploc_ros.localization.sequence_config import SequenceConfig
 from liploc_ros.ros.pose_sources import extrinsic_matrix
 
-__all__ = ["DEFAULT_BASE_TO_LIDAR", "ODOMETRY_SOURCES", "LocalizerNodeConfig"]
+__all__ = [
+    "DEFAULT_BASE_TO_LIDAR",
+    "DYNAMIC_PARAMETERS",
+    "ODOMETRY_SOURCES",
+    "LocalizerNodeConfig",
+]
 
 #: base_link -> LiDAR mount of the KITTI car (1.73 m above the ground, no rotation): the same
 #: default as :data:`liploc_ros.datasets.rosbag_writer.DEFAULT_T_BASE_LIDAR`
@@ -31,20 +36,53 @@ DEFAULT_BASE_TO_LIDAR = (0.0, 0.0, 1.73, 0.0, 0.0, 0.0)
 ODOMETRY_SOURCES: tuple[str, ...] = PoseSource.values()
 
 
-#: parameters in seconds -> their bound: ">" positive, ">=" zero allowed
-_SECONDS = {
-    "diagnostics_period": ">",
-    "discovery_period": ">",
-    "warn_period": ">",
-    "transform_tolerance": ">=",
-    "max_stamp_offset": ">=",  # 0: no check
-    "odom_timeout": ">",
-}
+#: parameters that may change while the node runs (``ros2 param set``): gates, targets,
+#: rates and publish flags, checked by the same validation as at start-up. The rest (model,
+#: map, backend, topics, frames, particles) is read when the node configures.
+DYNAMIC_PARAMETERS = frozenset(
+    {
+        "publish_odom",
+        "publish_markers",
+        "publish_initialpose",
+        "initialpose_min_confidence",
+        "initialpose_in",
+        "diagnostics_period",
+        "warn_period",
+        "max_stamp_offset",
+        "odom_timeout",
+        "transform_tolerance",
+        "localizer.top_k",
+        "localizer.target_precision",
+        "localizer.max_spread_m",
+        "localizer.agree_radius_m",
+        "localizer.min_position_std_m",
+        "localizer.min_height_std_m",
+        "localizer.min_yaw_std_deg",
+        "localizer.min_roll_pitch_std_deg",
+        "sequence.target_precision",
+        "sequence.keep_probability",
+        "sequence.max_position_std_m",
+        "sequence.extra_position_std_m",
+        "sequence.extra_yaw_std_deg",
+        "sequence.inject_fraction",
+        "sequence.kidnap_probability",
+        "sequence.inject_position_std_m",
+        "sequence.inject_yaw_std_deg",
+        "sequence.alpha1",
+        "sequence.alpha2",
+        "sequence.alpha3",
+        "sequence.alpha4",
+        "sequence.lateral_noise",
+        "sequence.min_step_noise_m",
+        "sequence.min_step_yaw_noise_deg",
+    }
+)
 
 
 @dataclass(frozen=True)
 class LocalizerNodeConfig:
-    """Everything the node reads at start-up (parameters are read-only afterwards)."""
+    """Everything the node reads when it configures; :data:`DYNAMIC_PARAMETERS` may change
+    while it runs."""
 
     model: str = param(
         "",
@@ -53,10 +91,13 @@ class LocalizerNodeConfig:
         " looked up in the package's share folder",
     )
     map_path: str = param("", "map database file (liploc build-map / map_builder_node)")
-    mode: LocalizerMode = param(
-        LocalizerMode.SEQUENCE,
-        "sequence: track with odometry and retrieval (Monte Carlo localization; a pose only"
-        " while tracking); single: every frame alone",
+    mode: str = param(
+        DEFAULT_MODE,
+        lambda: (
+            f"localizer mode, one of {', '.join(mode_names())}: sequence tracks with odometry"
+            " and retrieval (Monte Carlo localization; a pose only while tracking); single"
+            " localizes every frame alone"
+        ),
     )
     device: str = param("auto", "compute device: auto, cpu, cuda or cuda:N")
     precision: Precision = param(
@@ -73,7 +114,7 @@ class LocalizerNodeConfig:
         " onnxruntime (pip extras liploc_ros[openvino] / [onnx]; converted once, cached"
         " beside the model)",
     )
-    threads: int = param(0, "torch CPU threads; 0: torch's default (all cores)")
+    threads: int = param(0, "torch CPU threads; 0: torch's default (all cores)", ge=0)
     image_topics: tuple[str, ...] = param(
         ("/kitti/camera_color_left/image_raw",),
         "camera topics, one or several; each sensor_msgs/Image or CompressedImage (the type is"
@@ -115,6 +156,7 @@ class LocalizerNodeConfig:
         0.1,
         "s the broadcast map -> odom is post-dated by (as AMCL does), so that lookups slightly"
         " newer than the last fix succeed",
+        ge=0,
     )
     publish_initialpose: bool = param(
         False,
@@ -125,21 +167,34 @@ class LocalizerNodeConfig:
         "/initialpose", "topic of the initial pose (PoseWithCovarianceStamped)"
     )
     initialpose_min_confidence: float = param(
-        0.8, "confidence (0..1) a fix needs to be sent as initial pose"
+        0.8, "confidence (0..1) a fix needs to be sent as initial pose", ge=0, le=1
     )
-    diagnostics_period: float = param(1.0, "s between /diagnostics messages")
+    initialpose_in: bool = param(
+        True,
+        "seed sequence mode's filter from an operator's pose on initialpose_in_topic (RViz"
+        " '2D Pose Estimate', nav2): particles drawn from its mean and covariance, as AMCL"
+        " does; the filter still finds itself if the pose was wrong",
+    )
+    initialpose_in_topic: str = param(
+        "/initialpose",
+        "topic of the operator's initial pose (PoseWithCovarianceStamped, in map_frame or"
+        " a frame tf can transform)",
+    )
+    diagnostics_period: float = param(1.0, "s between /diagnostics messages", gt=0)
     discovery_period: float = param(
-        1.0, "s between looks at the ROS graph for image topics not yet subscribed"
+        1.0, "s between looks at the ROS graph for image topics not yet subscribed", gt=0
     )
     warn_period: float = param(
         5.0,
         "s: each kind of bad input is warned about at most once per period (with a count of"
         " the ones left out)",
+        gt=0,
     )
     max_stamp_offset: float = param(
         5.0,
         "s: outside use_sim_time, a frame stamped further than this from the node's clock is"
         " localized but warned about and kept out of the latency figures; 0: no check",
+        ge=0,
     )
     odometry_source: PoseSource = param(
         PoseSource.AUTO,
@@ -156,11 +211,18 @@ class LocalizerNodeConfig:
         0.5,
         "s: an odometry gap longer than this is not interpolated across, and an image newer"
         " than the newest odometry by more than this has none (random walk)",
+        gt=0,
+    )
+    autostart: bool = param(
+        True,
+        "configure and activate at start-up (a plain node); false: wait for a lifecycle"
+        " manager's transitions",
     )
     localizer: LocalizerConfig = field(default_factory=LocalizerConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
 
     def __post_init__(self) -> None:
+        check_bounds(self)
         if not self.model.strip():
             raise ConfigError("model must name the liploc model file (.safetensors), got ''")
         if not self.map_path.strip():
@@ -172,21 +234,10 @@ class LocalizerNodeConfig:
             )
         if len(set(self.image_topics)) != len(self.image_topics):
             raise ConfigError(f"image_topics lists a topic twice: {list(self.image_topics)}")
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
-        for name in ("base_frame", "odom_frame", "initialpose_topic", "odom_topic"):
+        for name in ("base_frame", "odom_frame", "initialpose_topic", "initialpose_in_topic",
+                     "odom_topic"):  # fmt: skip
             if not getattr(self, name).strip():
                 raise ConfigError(f"{name} must not be empty")
-        for name, least in _SECONDS.items():
-            value = getattr(self, name)
-            if not (math.isfinite(value) and (value > 0 if least == ">" else value >= 0)):
-                what = "a positive number of seconds" if least == ">" else ">= 0 seconds"
-                raise ConfigError(f"{name} must be {what}, got {value}")
-        if not 0.0 <= self.initialpose_min_confidence <= 1.0:
-            raise ConfigError(
-                "initialpose_min_confidence must be in [0, 1], got "
-                f"{self.initialpose_min_confidence}"
-            )
         try:
             extrinsic_matrix(self.base_to_lidar)
         except ConfigError as err:
@@ -194,6 +245,6 @@ class LocalizerNodeConfig:
 
     def _check_choices(self) -> None:
         """The string choices, as members (a config built in Python may hold plain strings)."""
-        set_choice(self, "mode", LocalizerMode)
+        check_mode(self.mode)
         set_choice(self, "precision", Precision)
         set_choice(self, "odometry_source", PoseSource)

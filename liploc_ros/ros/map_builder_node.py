@@ -26,17 +26,22 @@ what it has, says so and exits with code 1, so that a supervisor restarts it.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 import time
+import traceback
 from typing import Any
 
 import rclpy
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rclpy.timer import Timer
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Empty
 
@@ -45,9 +50,10 @@ from liploc_ros.datasets.tf_tree import normalize_frame
 from liploc_ros.errors import LiplocError
 from liploc_ros.mapping.headings import format_headings
 from liploc_ros.ros import conversions as conv
+from liploc_ros.ros.lifecycle import Entities, autostart, check_changes, declare_lifecycle_config
 from liploc_ros.ros.live_map import LiveMapBuilder
 from liploc_ros.ros.map_builder_params import MapBuilderNodeConfig
-from liploc_ros.ros.params import declare_config, read_config
+from liploc_ros.ros.params import read_config
 from liploc_ros.ros.pose_sources import PoseBuffer, extrinsic_matrix, tf_pose_lookup
 from liploc_ros.ros.spin import spin_until_signal
 
@@ -71,11 +77,52 @@ _BY_TYPE_NAME = {
 }
 
 
-class MapBuilderNode(Node):
+class MapBuilderNode(LifecycleNode):
+    """Configure: load the model (live mode: the builder, pose source and save requests);
+    activate: take scans; deactivate: stop taking them; cleanup / shutdown: save (with
+    ``save_on_shutdown``) and free the model."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        declare_config(self, MapBuilderNodeConfig)
+        self.cfg: MapBuilderNodeConfig | None = None
+        self.embedder: Any = None
+        self.live: LiveMapBuilder | None = None
+        self.configure_error: BaseException | None = None
+        self.autostarting = False
+        self._entities: Entities | None = None
+        self._activity: list[Any] = []  # the scan subscription and progress timer, if active
+        start = declare_lifecycle_config(self, MapBuilderNodeConfig, dynamic=())
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if start:
+            autostart(self)
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        return check_changes(MapBuilderNodeConfig, self.cfg, params, dynamic=())[0]
+
+    # -- transitions ------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.configure_error = None
+        entities = Entities(self)
+        try:
+            self._configure()
+        except Exception as err:  # any failure: the node stays unconfigured, for a retry
+            self.live = self.embedder = self.cfg = None
+            entities.destroy()
+            self.configure_error = err
+            if not self.autostarting:  # autostart: main() says it, FATAL
+                detail = "" if isinstance(err, LiplocError) else f"\n{traceback.format_exc()}"
+                self.get_logger().error(f"configure failed: {err}{detail}")
+            return TransitionCallbackReturn.FAILURE
+        self._entities = entities
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
         self.cfg = cfg = read_config(self, MapBuilderNodeConfig)
+        if cfg.bag_path and not self.autostarting:
+            raise LiplocError(
+                "offline mode (bag_path set) builds the bag and exits: it runs with autostart "
+                "true, not under a lifecycle manager"
+            )
         from liploc_ros.mapping import MapBuilder  # after the parameters: torch takes seconds
         from liploc_ros.model.model_file import load_embedder  # the localizer node's loader
 
@@ -87,7 +134,6 @@ class MapBuilderNode(Node):
             batch_size=b.batch_size,
             backend=b.backend,
         )
-        self.live: LiveMapBuilder | None = None
         if cfg.bag_path:
             return
         self.points_topic = self.resolve_topic_name(cfg.points_topic)
@@ -99,23 +145,87 @@ class MapBuilderNode(Node):
             warn=self.get_logger().warning,
         )
         self.reliability = ReliabilityPolicy[cfg.reliability.upper()]
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=cfg.queue_depth, reliability=self.reliability
-        )
-        scans, saves = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
-        self.create_subscription(
-            PointCloud2, cfg.points_topic, self._on_cloud, qos, callback_group=scans
-        )
+        saves = MutuallyExclusiveCallbackGroup()
         if Trigger is not None:
             self.create_service(Trigger, "~/save", self._on_save_service, callback_group=saves)
         self.create_subscription(Empty, "~/save", self._on_save_topic, 1, callback_group=saves)
-        self._last = (time.monotonic(), 0)
-        self.create_timer(cfg.progress_period, self._log_progress)
         self.get_logger().info(
             f"building a map from {self.points_topic} ({cfg.reliability}, depth "
             f"{cfg.queue_depth}), poses from {self.pose_origin}, crops facing "
             f"{format_headings(b.headings)} deg; saving to {cfg.map_path}"
         )
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cfg = self.cfg
+        if self.live is not None and cfg is not None:
+            qos = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST,
+                depth=cfg.queue_depth,
+                reliability=self.reliability,
+            )
+            scans = MutuallyExclusiveCallbackGroup()
+            self._activity = [
+                self.create_subscription(
+                    PointCloud2, cfg.points_topic, self._on_cloud, qos, callback_group=scans
+                ),
+                self.create_timer(cfg.progress_period, self._log_progress),
+            ]
+            self._last = (time.monotonic(), self.live.stats().received)
+            self.get_logger().info(f"active: taking scans from {self.points_topic}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_taking_scans()
+        if self.live is not None:
+            self.get_logger().info("inactive: scans are not taken (~/save still saves)")
+        return super().on_deactivate(state)
+
+    def _stop_taking_scans(self) -> None:
+        for entity in self._activity:
+            if isinstance(entity, Timer):
+                self.destroy_timer(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._activity = []
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        """Stop taking scans, save what was built (``save_on_shutdown``), free the model."""
+        self._stop_taking_scans()
+        live, cfg, entities = self.live, self.cfg, self._entities
+        self.live = self.embedder = self.cfg = self._entities = None
+        if live is not None and cfg is not None:
+            result = live.close(cfg.map_path if cfg.save_on_shutdown else None)
+            if result is not None:
+                self.get_logger().info(
+                    f"saved {result.entries} entries to {result.path} at shutdown"
+                )
+        if entities is not None:
+            entities.destroy()
+        gc.collect()
+
+    def close(self) -> None:
+        """The shutdown transition (from any state): saves and releases everything."""
+        with contextlib.suppress(Exception):  # finalized, or in a transition: by hand then
+            self.trigger_shutdown()
+        self._release()
+
+    @property
+    def config(self) -> MapBuilderNodeConfig:
+        """The parameters; every method below runs while configured."""
+        assert self.cfg is not None, "the node is not configured"
+        return self.cfg
 
     @property
     def _live(self) -> LiveMapBuilder:
@@ -125,7 +235,7 @@ class MapBuilderNode(Node):
 
     # -- poses ----------------------------------------------------------------------------
     def _pose_source(self) -> Any:
-        cfg = self.cfg
+        cfg = self.config
         tf = tf_pose_lookup(self, cfg.build.frame_id) if cfg.use_tf else None
         if tf is not None:
             self.pose_origin = f"tf ({cfg.build.frame_id} <- each cloud's frame)"
@@ -143,8 +253,8 @@ class MapBuilderNode(Node):
 
     def _subscribe_poses(self) -> None:
         """Subscribe pose_topic; with pose_type auto, once a publisher shows its type."""
-        kind: str = self.cfg.pose_type
-        topic = self.resolve_topic_name(self.cfg.pose_topic)
+        kind: str = self.config.pose_type
+        topic = self.resolve_topic_name(self.config.pose_topic)
         if kind == "auto":
             types = dict(self.get_topic_names_and_types()).get(topic, [])
             kind = next((_BY_TYPE_NAME[t] for t in types if t in _BY_TYPE_NAME), "auto")
@@ -168,11 +278,11 @@ class MapBuilderNode(Node):
             return
         self._live.poses_changed()
         frame = normalize_frame(pose.frame_id)
-        if frame and frame != self.cfg.build.frame_id and not self._frame_warned:
+        if frame and frame != self.config.build.frame_id and not self._frame_warned:
             self._frame_warned = True
             self.get_logger().warning(
                 f"poses come in frame '{frame}' and are stored as "
-                f"'{self.cfg.build.frame_id}' (build.frame_id)"
+                f"'{self.config.build.frame_id}' (build.frame_id)"
             )
 
     # -- scans and saving -----------------------------------------------------------------
@@ -193,7 +303,7 @@ class MapBuilderNode(Node):
     def save(self) -> tuple[bool, str]:
         """Save now (waits for the worker); (success, message) for the caller and the log."""
         try:
-            result = self._live.save(self.cfg.map_path).result()
+            result = self._live.save(self.config.map_path).result()
         except Exception as err:  # reported to the caller: the node keeps running
             self.get_logger().error(f"save failed: {err}")
             return False, f"save failed: {err}"
@@ -226,16 +336,12 @@ class MapBuilderNode(Node):
     # -- running --------------------------------------------------------------------------
     def run_live(self) -> int:
         """Spin until SIGINT / SIGTERM; then save (ROS is still up for it), even after an
-        error in a callback."""
+        error in a callback. Unconfigured (autostart false), a lifecycle manager drives it."""
         try:
-            spin_until_signal(self, stop_when=lambda: not self._live.alive)
+            spin_until_signal(self, stop_when=self._worker_died)
         finally:
-            died = not self._live.alive
-            result = self._live.close(self.cfg.map_path if self.cfg.save_on_shutdown else None)
-            if result is not None:
-                self.get_logger().info(
-                    f"saved {result.entries} entries to {result.path} at shutdown"
-                )
+            died = self._worker_died()
+            self.close()
         if died:
             self.get_logger().fatal(
                 "the map worker thread ended: no scan would be added any more; exiting with "
@@ -244,15 +350,18 @@ class MapBuilderNode(Node):
             return 1
         return 0
 
+    def _worker_died(self) -> bool:
+        return self.live is not None and not self.live.alive
+
     def run_offline(self) -> int:
         from liploc_ros.datasets.registry import open_source
         from liploc_ros.mapping import build_map
 
-        spec = f"bag:{self.cfg.bag_path}"
-        source = open_source(spec, **to_dict(self.cfg.bag))
-        database, summary = build_map(source, self.embedder, self.cfg.build)
+        spec = f"bag:{self.config.bag_path}"
+        source = open_source(spec, **to_dict(self.config.bag))
+        database, summary = build_map(source, self.embedder, self.config.build)
         self._calibrate(database, spec)
-        path = database.save(self.cfg.map_path, index=self.cfg.build.index)
+        path = database.save(self.config.map_path, index=self.config.build.index)
         for line in summary.lines():
             self.get_logger().info(line)
         self.get_logger().info(f"saved {len(database)} entries to {path}")
@@ -264,12 +373,12 @@ class MapBuilderNode(Node):
         from liploc_ros.datasets.registry import open_source
         from liploc_ros.mapping.calibration_drive import UNCALIBRATED, calibrate_map
 
-        frames = self.cfg.build.calibration_frames
+        frames = self.config.build.calibration_frames
         if frames == 0:
             log = self.get_logger()
             log.warning(f"no calibration (build.calibration_frames 0): {UNCALIBRATED}")
             return
-        source = open_source(spec, **to_dict(self.cfg.bag))
+        source = open_source(spec, **to_dict(self.config.bag))
         calibration, why_not = calibrate_map(
             database, source, self.embedder, same_drive=True, max_frames=frames
         )
@@ -290,7 +399,8 @@ def main(args: list[str] | None = None) -> int:
     node = None
     try:
         node = MapBuilderNode()
-        return node.run_offline() if node.cfg.bag_path else node.run_live()
+        offline = node.cfg is not None and node.cfg.bag_path
+        return node.run_offline() if offline else node.run_live()
     except LiplocError as err:
         rclpy.logging.get_logger(NODE_NAME).fatal(str(err))
         return 1
@@ -298,6 +408,7 @@ def main(args: list[str] | None = None) -> int:
         return 130
     finally:
         if node is not None:
+            node.close()
             node.destroy_node()
         rclpy.try_shutdown()
 

@@ -9,10 +9,9 @@ Every ROS parameter of ``map_builder_node`` is a field here, described where it 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-from liploc_ros.config_fields import Choice, param, set_choice
+from liploc_ros.config_fields import Choice, check_bounds, param, set_choice
 from liploc_ros.datasets.rosbag_reader import BagReaderConfig
 from liploc_ros.errors import ConfigError
 from liploc_ros.mapping.config import MapBuildConfig
@@ -80,40 +79,43 @@ class MapBuilderNodeConfig:
         " z, roll, pitch, yaw] (m, rad) or a row-major 4x4 (16 values); zeros: the poses are"
         " the LiDAR's. Not used with tf (tf has the chain)",
     )
-    pose_timeout: float = param(1.0, "seconds a scan waits for its pose before it is dropped")
+    pose_timeout: float = param(
+        1.0, "seconds a scan waits for its pose before it is dropped", gt=0
+    )
     max_pose_gap: float = param(
-        1.0, "largest gap (s) between two pose samples to interpolate across"
+        1.0, "largest gap (s) between two pose samples to interpolate across", gt=0
     )
     reliability: Reliability = param(
         Reliability.BEST_EFFORT,
         "QoS reliability of the scan and pose subscriptions: best_effort matches every"
         " publisher, reliable loses nothing but only matches reliable publishers",
     )
-    queue_depth: int = param(10, "QoS history depth of the scan subscription")
+    queue_depth: int = param(10, "QoS history depth of the scan subscription", ge=1)
     max_pending_scans: int = param(
-        100, "scans queued for the encoder or their pose before the oldest is dropped"
+        100, "scans queued for the encoder or their pose before the oldest is dropped", ge=1
     )
     save_on_shutdown: bool = param(
         True, "save the map to map_path when the node stops (SIGINT, SIGTERM)"
     )
-    progress_period: float = param(5.0, "seconds between progress log lines (entries, scans/s)")
+    progress_period: float = param(
+        5.0, "seconds between progress log lines (entries, scans/s)", gt=0
+    )
+    autostart: bool = param(
+        True,
+        "configure and activate at start-up (a plain node); false: wait for a lifecycle"
+        " manager's transitions",
+    )
     build: MapBuildConfig = field(default_factory=MapBuildConfig)
     bag: BagReaderConfig = field(default_factory=BagReaderConfig)
 
     def __post_init__(self) -> None:
+        check_bounds(self)
         set_choice(self, "pose_type", PoseType)
         set_choice(self, "reliability", Reliability)
         if not self.model.strip():
             raise ConfigError("model must name a liploc model file (.safetensors), got ''")
         if not self.map_path.strip():
             raise ConfigError("map_path must name the map file to write, got ''")
-        for name in ("pose_timeout", "max_pose_gap", "progress_period"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
-        for name in ("queue_depth", "max_pending_scans"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("points_topic", "pose_topic"):
             if not getattr(self, name).strip():
                 raise ConfigError(f"{name} must not be empty")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from liploc_ros.datasets.interpolation import invert_transform
+from liploc_ros.geometry import invert_transform
 from liploc_ros.ros import conversions as conv
 from liploc_ros.ros.localizer_messages import transform_message
 from liploc_ros.ros.tf_listener import SharedTf

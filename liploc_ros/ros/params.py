@@ -16,8 +16,9 @@ than rclpy's bare InvalidParameterTypeException.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
@@ -30,14 +31,28 @@ from typing import (
     get_type_hints,
 )
 
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+)
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.node import Node
 
-from liploc_ros.config import from_dict
-from liploc_ros.config_fields import Choice, field_doc
+from liploc_ros.config import from_dict, to_dict
+from liploc_ros.config_fields import Bounds, Choice, field_bounds, field_doc
 from liploc_ros.errors import ConfigError
 
-__all__ = ["ParameterError", "declare_config", "parameter_names", "read_config"]
+__all__ = [
+    "ParameterError",
+    "declare_config",
+    "parameter_names",
+    "read_config",
+    "updated_config",
+]
+
+_INT64_MAX = 2**63 - 1
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -65,8 +80,8 @@ class ParameterError(ConfigError):
 
 def _leaves(
     cls: type, prefix: str, exclude: frozenset[str]
-) -> Iterable[tuple[str, Any, Any, str]]:
-    """(dotted name, type, default, description) of every non-dataclass field, depth first."""
+) -> Iterable[tuple[str, Any, Any, dataclasses.Field]]:
+    """(dotted name, type, default, field) of every non-dataclass field, depth first."""
     hints = get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if not field.init:
@@ -84,7 +99,7 @@ def _leaves(
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             yield from _leaves(tp, f"{name}.", exclude)
         else:
-            yield name, tp, value, field_doc(field)
+            yield name, tp, value, field
 
 
 def parameter_names(cls: type, *, prefix: str = "", exclude: Iterable[str] = ()) -> list[str]:
@@ -130,31 +145,84 @@ def declare_config(
     *,
     prefix: str = "",
     exclude: Iterable[str] = (),
-    read_only: bool = True,
+    dynamic: Collection[str] = (),
 ) -> list[str]:
     """Declare one parameter per field of ``cls`` (defaults from the dataclass); returns names.
 
     The text ``ros2 param describe`` shows is the field's own description
     (:func:`liploc_ros.config_fields.param`); ``descriptions`` (dotted names) overrides it,
-    and a field with neither gets its config path. ``read_only`` parameters can be set at
-    start-up (command line, YAML, launch) but not changed while the node runs, which is right
-    for anything read once at start-up.
+    and a field with neither gets its config path. A field's range (``param(..., gt=0)``)
+    is declared as the parameter's ``FloatingPointRange`` / ``IntegerRange``. Parameters
+    named in ``dynamic`` may change while the node runs (the node validates each change
+    with :func:`updated_config`); the rest are read-only: set at start-up (command line,
+    YAML, launch), never while the node runs.
     """
     names = []
     texts = descriptions or {}
-    for name, tp, value, doc in _leaves(cls, prefix, frozenset(exclude)):
+    for name, tp, value, field in _leaves(cls, prefix, frozenset(exclude)):
         kind, constraint = _ros_type(tp)
         descriptor = ParameterDescriptor(
             name=name,
             type=kind,
-            description=texts.get(name) or doc or f"{cls.__name__} field {name}",
+            description=texts.get(name) or field_doc(field) or f"{cls.__name__} field {name}",
             additional_constraints=constraint,
-            read_only=read_only,
+            read_only=name not in dynamic,
             dynamic_typing=True,
         )
-        node.declare_parameter(name, _ros_value(value), descriptor)
+        bounds = field_bounds(field)
+        if bounds is not None:
+            _set_range(descriptor, bounds)
+        try:
+            node.declare_parameter(name, _ros_value(value), descriptor)
+        except InvalidParameterValueException:
+            # an override outside the range: declared without it, so that read_config
+            # refuses the value with the config's own message naming the parameter
+            descriptor.floating_point_range, descriptor.integer_range = [], []
+            node.declare_parameter(name, _ros_value(value), descriptor)
         names.append(name)
     return names
+
+
+def _set_range(descriptor: ParameterDescriptor, bounds: Bounds) -> None:
+    """The ROS range of ``bounds`` (ROS ranges are closed: an open end is refused by the
+    config's validation, which the node runs on every value)."""
+    if bounds.integer:
+        low = -_INT64_MAX if math.isinf(bounds.low) else math.ceil(bounds.low)
+        high = _INT64_MAX if math.isinf(bounds.high) else math.floor(bounds.high)
+        descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high))]
+    else:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=float(bounds.low), to_value=float(bounds.high))
+        ]
+    descriptor.additional_constraints = bounds.text()
+
+
+def updated_config(
+    cls: type[T],
+    current: T,
+    changes: Mapping[str, Any],
+    dynamic: Collection[str],
+    *,
+    prefix: str = "",
+) -> T:
+    """``current`` with ``changes`` (dotted parameter name -> new value) applied and checked
+    by the config's own validation, for a node's set-parameters callback.
+
+    Raises :class:`ParameterError` naming the parameter: one not in ``dynamic`` (read-only
+    while the node runs), or a value the config rejects. ``current`` is never modified.
+    """
+    data = to_dict(current)
+    for name, value in changes.items():
+        if name not in dynamic:
+            raise ParameterError(f"parameter '{name}' is read-only while the node runs")
+        keys = name[len(prefix) :].split(".")
+        target = data
+        for key in keys[:-1]:
+            target = target[key]
+        if keys[-1] not in target:
+            raise ParameterError(f"parameter '{name}' is not a parameter of this node")
+        target[keys[-1]] = _plain(value)
+    return _build(cls, data, prefix)
 
 
 def _plain(value: Any) -> Any:
@@ -223,7 +291,7 @@ def _name_parameter(message: str, prefix: str, cls: type) -> str:
         return f"parameter '{prefix}{base}': {where}{rest}"
     # __post_init__ checks name the field in their text ("keyframe_distance must be ...")
     for name in sorted(names, key=len, reverse=True):
-        if message.startswith(f"{name} "):
+        if message.startswith((f"{name} ", f"{prefix}{name} ")):
             return f"parameter '{prefix}{name}': {message}"
     where = f" in {prefix.rstrip('.')}" if prefix else ""
     return f"invalid parameters{where}: {message}"

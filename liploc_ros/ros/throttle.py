@@ -37,6 +37,15 @@ class WarningThrottle:
         #: cause -> (time of the last line, left out since, total)
         self._state: dict[str, tuple[float, int, int]] = {}
 
+    @property
+    def period(self) -> float:
+        """Seconds between two lines of one cause (settable: a dynamic parameter)."""
+        return self._period
+
+    @period.setter
+    def period(self, value: float) -> None:
+        self._period = float(value)
+
     def warn(self, cause: str, message: str) -> bool:
         """Count one occurrence of ``cause``; log ``message`` unless throttled (True if
         logged)."""

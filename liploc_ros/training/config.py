@@ -9,7 +9,6 @@ keys are errors (:mod:`liploc_ros.config`).
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -396,14 +395,3 @@ def load_train_config(path: str | Path | None, settings: list[str] | None = None
 def config_to_yaml(config: TrainConfig) -> str:
     """The effective config as YAML (saved beside the checkpoints)."""
     return yaml.safe_dump(to_dict(config), sort_keys=False)
-
-
-def expand_spec(spec: str) -> str:
-    """A dataset spec with ``${VAR}`` / ``$VAR`` replaced; an unset variable is an error."""
-    expanded = os.path.expandvars(spec)
-    leftover = re.search(r"\$\{?(\w+)\}?", expanded)
-    if leftover:
-        raise ConfigError(
-            f"dataset spec {spec!r}: environment variable {leftover.group(1)} is not set"
-        )
-    return expanded

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from liploc_ros.datasets.registry import parse_spec
+from liploc_ros.datasets.registry import expand_spec, parse_spec
 from liploc_ros.errors import ConfigError
-from liploc_ros.training.config import expand_spec
+from liploc_ros.geometry import wrap_deg, yaw_of
 
 #: salt of the per-item draw that keeps it apart from the shuffle and the augmentation
 SALT_CROSS = 0xC055
@@ -54,16 +54,9 @@ def place_labels(specs: Sequence[str], groups: Sequence[Sequence[str]] = ()) -> 
     return labels
 
 
-def wrap_deg(angle: np.ndarray | float) -> np.ndarray:
-    """Angles in degrees wrapped into (-180, 180]."""
-    out = np.mod(np.asarray(angle, dtype=np.float64) + 180.0, 360.0) - 180.0
-    return np.where(out == -180.0, 180.0, out)
-
-
 def yaw_deg(poses: np.ndarray) -> np.ndarray:
     """Heading (degrees, counter-clockwise about the map's z) of (N, 4, 4) poses' x axes."""
-    poses = np.asarray(poses, dtype=np.float64)
-    return np.degrees(np.arctan2(poses[:, 1, 0], poses[:, 0, 0]))
+    return np.degrees(yaw_of(poses))
 
 
 def choose_heading(

@@ -111,14 +111,3 @@ def unscale_shared_grads(params: list[torch.nn.Parameter], info: DistInfo) -> No
     for p in params:
         if p.grad is not None:
             p.grad.div_(info.world)
-
-
-def all_reduce_mean(value: float, weight: float, info: DistInfo) -> float:
-    """The weighted mean of a per-process float over all processes."""
-    if not info.enabled:
-        return value
-    buf = torch.tensor([value * weight, weight], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        buf = buf.cuda()
-    dist.all_reduce(buf)
-    return float(buf[0] / buf[1]) if float(buf[1]) > 0 else float("nan")

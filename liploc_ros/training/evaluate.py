@@ -5,12 +5,12 @@
   query's own scan is in the database, as in the authors' code).
 - Across traversals (harder): the database comes from one drive (the map), the queries from
   another drive of the same place; both must share a map frame. Whether they do is checked
-  (:func:`~liploc_ros.localization.frame_check.check_ground_truth_frame`) and reported in
+  (:func:`~liploc_ros.evaluation.frame_check.check_ground_truth_frame`) and reported in
   the summary (``ground_truth_frame``) and the report, loudly when they probably do not.
 
 Frames without a pose are left out of both sides. The top-K are by dot product (exact FAISS
 search); a query succeeds at K when one of its first K entries lies within the threshold
-under the chosen distance convention (see :mod:`liploc_ros.training.metrics`).
+under the chosen distance convention (see :mod:`liploc_ros.evaluation.retrieval`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from liploc_ros.errors import ConfigError
-from liploc_ros.io_utils import atomic_open, write_text_atomic
-from liploc_ros.localization.frame_check import check_ground_truth_frame
-from liploc_ros.mapdb.places import RECALL_COUNTS
-from liploc_ros.preprocess.config import PreprocessConfig
-from liploc_ros.preprocess.tensors import picture_input
-from liploc_ros.training.metrics import (
+from liploc_ros.evaluation.frame_check import check_ground_truth_frame
+from liploc_ros.evaluation.retrieval import (
     Retrieval,
     chance_curve,
     chance_level,
@@ -41,6 +37,10 @@ from liploc_ros.training.metrics import (
     recall_curve,
     retrieve,
 )
+from liploc_ros.io_utils import atomic_open, write_text_atomic
+from liploc_ros.mapdb.places import RECALL_COUNTS
+from liploc_ros.preprocess.config import PreprocessConfig
+from liploc_ros.preprocess.tensors import picture_input
 from liploc_ros.training.pictures import PictureSet
 
 DEFAULT_KS = (1, 5, 10)
@@ -291,7 +291,8 @@ def evaluate_pictures(
 def save_eval_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     """results.npz (embeddings in frame order and per-query arrays), summary.json,
     route.png and recall_curve.png under ``out_dir``."""
-    from liploc_ros.training.plots import save_recall_curve, save_route_figure
+    from liploc_ros.evaluation.plots import save_recall_curve
+    from liploc_ros.evaluation.route_figure import save_route_figure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -324,8 +325,9 @@ def save_eval_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, Path
         f"at {result.threshold_m:g} m ({result.distance}), chance {result.chance:.2f}"
     )
     paths["route"] = save_route_figure(
-        result.db_route, result.query_route, r.success_at(1), out / "route.png", title=title
-    )
+        out / "route.png", result.db_route, result.query_route, result.query_route,
+        success=r.success_at(1), noun="top-1", title=title, axis_labels=("x (m)", "y (m)"),
+    )  # fmt: skip
     paths["curve"] = save_recall_curve(
         result.curve_thresholds,
         result.curve_recall,

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -117,7 +119,7 @@ def _safe_name(name: str) -> str:
 
 class _RenderItems:
     """(entry, index, camera picture, LiDAR pictures) over the frames of several indexed
-    sources in a row, so that one pool of DataLoader workers renders them all (a pool per
+    sources in a row, so that one pool of worker processes renders them all (a pool per
     source costs its start-up and its idle tail once per source)."""
 
     def __init__(
@@ -136,8 +138,37 @@ class _RenderItems:
         return entry, index, cam, lid
 
 
-def _as_is(item: Any) -> Any:
-    return item
+#: the worker process's items (set once by the pool's initializer)
+_WORKER_ITEMS: _RenderItems | None = None
+
+
+def _start_worker(items: _RenderItems) -> None:
+    global _WORKER_ITEMS  # noqa: PLW0603 (one per worker process, set once)
+    _WORKER_ITEMS = items
+
+
+def _render_item(item: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    assert _WORKER_ITEMS is not None  # set by _start_worker
+    return _WORKER_ITEMS[item]
+
+
+def _rendered(
+    items: _RenderItems, workers: int
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Every item, in order; rendered by ``workers`` processes (0: here). The processes are
+    started fresh (spawn), not forked: a fork copies whatever threads the calling process
+    runs (a ROS executor, a runtime's thread pool), which can crash it; and a plain process
+    pool, not torch's DataLoader, whose worker bookkeeping (SIGCHLD handler, shared-memory
+    manager) rendering does not need."""
+    if workers <= 0:
+        yield from (items[i] for i in range(len(items)))
+        return
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=(items,))
+    try:
+        yield from pool.map(_render_item, range(len(items)), chunksize=4)
+    finally:  # on an error (or Ctrl-C) here, what is not yet rendered is dropped
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _EntryWriter:
@@ -298,32 +329,21 @@ def _cache_indexed(
     workers: int,
     progress: bool,
 ) -> None:
-    import torch.utils.data
     from tqdm import tqdm
 
     sources = [source for _, source in entries]
     items = _RenderItems(sources, pre, headings)
     poses = [source.poses for source in sources]
-    # a map-style dataset (__len__, __getitem__) that torch's annotation wants as a subclass
-    loader: torch.utils.data.DataLoader[tuple[int, int, np.ndarray, np.ndarray]]
-    # worker processes are started fresh (spawn), not forked: a fork copies whatever threads
-    # the calling process runs (a ROS executor, a runtime's thread pool), which can crash it
-    loader = torch.utils.data.DataLoader(
-        items,  # type: ignore[arg-type]
-        batch_size=None,
-        num_workers=workers,
-        collate_fn=_as_is,
-        multiprocessing_context="spawn" if workers > 0 else None,
-    )
     what = sources[0].name if len(sources) == 1 else f"{len(sources)} sources"
     bar = tqdm(total=len(items), desc=f"caching {what}", unit="frame", disable=not progress)
     writer: _EntryWriter | None = None
     try:
-        for entry, index, cam, lid in loader:  # in order: entry by entry, frame by frame
+        for entry, index, cam, lid in _rendered(items, workers):  # entry by entry, in order
             if writer is None:
                 spec, entry_source = entries[entry]
                 writer = _EntryWriter(spec, entry_source, pre, folders[entry], headings)
-            writer.add(cam, lid, None if poses[entry] is None else poses[entry][index])
+            entry_poses = poses[entry]
+            writer.add(cam, lid, None if entry_poses is None else entry_poses[index])
             if index + 1 == len(sources[entry]):
                 writer.finish()
                 writer = None

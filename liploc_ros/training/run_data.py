@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from liploc_ros.datasets.base import FrameSource, IndexedSource
+from liploc_ros.datasets.registry import open_source
 from liploc_ros.errors import ConfigError
 from liploc_ros.preprocess.config import PreprocessConfig
 from liploc_ros.training import distributed as ddp
@@ -27,7 +28,7 @@ from liploc_ros.training.cross_pairs import CrossPairs, find_cross_pairs, place_
 from liploc_ros.training.data import EpochSampler, PairDataset, Split, random_split
 from liploc_ros.training.picture_cache import cache_many
 from liploc_ros.training.pictures import FORWARD, LazyPictures, PictureSet
-from liploc_ros.training.sources import StridedSource, open_source
+from liploc_ros.training.sources import StridedSource, scan_options
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def open_picture_sets(
     every n-th frame of indexed sources."""
     sources: list[FrameSource] = []
     for spec in specs:
-        source = open_source(spec, pre, headings)
+        source = open_source(spec, **scan_options(spec, pre, headings))
         if frame_step > 1 and isinstance(source, IndexedSource):
             # (the cache key covers the stride: it hashes the frames' stamps)
             source = StridedSource(source, frame_step)

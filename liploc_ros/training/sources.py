@@ -1,42 +1,37 @@
 """Dataset specs of training and evaluation configs -> frame sources.
 
-A thin layer over :func:`liploc_ros.datasets.registry.open_source` (``kitti:ROOT:SEQ``,
-``kitti360:ROOT:DRIVE``, ``bag:PATH``, ``synthetic:SEED:TRAVERSAL:FRAMES``) that first
-replaces ``${VAR}`` from the environment, so that shipped configs can say
-``kitti:${KITTI_ROOT}:08``; that lets synthetic towns skip rendering the LiDAR rays the
-range image never shows; and :class:`StridedSource`, every n-th frame of a source.
+The sources are opened by :func:`liploc_ros.datasets.registry.open_source`; this module
+adds the options that let synthetic towns skip rendering the LiDAR rays the range image
+never shows (:func:`scan_options`), and :class:`StridedSource`, every n-th frame of a
+source.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from liploc_ros.datasets.base import Frame, FrameSource, IndexedSource
-from liploc_ros.datasets.registry import open_source as _registry_open
-from liploc_ros.datasets.registry import parse_spec
+from liploc_ros.datasets.registry import expand_spec, parse_spec
 from liploc_ros.datasets.synthetic.lidar import ScanWindow
 from liploc_ros.errors import DatasetError
 from liploc_ros.preprocess.config import PreprocessConfig, RangeImageConfig
-from liploc_ros.training.config import expand_spec
 
 
-def open_source(
-    spec: str, pre: PreprocessConfig | None = None, headings: Sequence[float] = (0.0,)
-) -> FrameSource:
-    """The frame source a spec names (``${VAR}`` expanded from the environment).
-
-    With ``pre``, a synthetic source casts only the LiDAR rays that can land in ``pre``'s
-    range image cropped at ``headings`` (degrees; a sixth of the rays with the authors'
-    forward crop alone): the pictures are the same, and rendering is twice as fast. Its
-    scans then hold only those points.
-    """
-    spec = expand_spec(spec.strip())
-    if pre is not None and parse_spec(spec)[0] == "synthetic":
-        return _registry_open(spec, lidar_window=scan_window(pre.lidar, headings))
-    return _registry_open(spec)
+def scan_options(
+    spec: str, pre: PreprocessConfig, headings: Sequence[float] = (0.0,)
+) -> dict[str, Any]:
+    """The options of :func:`~liploc_ros.datasets.registry.open_source` for a source whose
+    pictures follow ``pre``: a synthetic source then casts only the LiDAR rays that can land
+    in ``pre``'s range image cropped at ``headings`` (degrees; a sixth of the rays with the
+    authors' forward crop alone): the pictures are the same, and rendering is twice as fast.
+    Its scans then hold only those points. Other kinds take no option."""
+    if parse_spec(expand_spec(spec.strip()))[0] == "synthetic":
+        return {"lidar_window": scan_window(pre.lidar, headings)}
+    return {}
 
 
 def scan_window(cfg: RangeImageConfig, headings: Sequence[float] = (0.0,)) -> ScanWindow:

@@ -76,3 +76,20 @@ def test_demo_hands_its_encoder_flags_to_the_map_and_the_node(monkeypatch, tmp_p
     with pytest.raises(RuntimeError, match="stop here"):
         demo._build_map(tmp_path / "m.safetensors", tmp_path / "bag", args, tmp_path, False)
     assert seen["embedder"] == {"device": "cpu", "precision": "fp32", "backend": "onnxruntime"}
+
+
+def test_cli_functions_only_parse_call_and_print():
+    """The commands parse arguments, call the core and print: no function in cli/ over 60
+    lines (the loops and the figures live in the core)."""
+    import ast
+    from pathlib import Path
+
+    cli = Path(__file__).resolve().parents[2] / "liploc_ros" / "cli"
+    long = []
+    for path in sorted(cli.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.name}:{node.name} ({lines} lines)")
+    assert not long, long

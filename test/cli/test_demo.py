@@ -34,7 +34,7 @@ def test_the_demo_model_falls_back_to_an_untrained_one_said_so(tmp_path, monkeyp
 
 
 def test_the_demo_figures_count_what_they_say():
-    from liploc_ros.ros.demo_report import Received, evaluate_run, stamp_key
+    from liploc_ros.evaluation.demo_figures import Received, evaluate_run, stamp_key
 
     truth = {stamp_key(t): np.array([10.0 * t, 0.0, 0.0]) for t in range(10)}
     map_positions = np.array([[10.0 * i, 0.0, 0.0] for i in range(10)])
@@ -67,7 +67,7 @@ def test_the_demo_figures_count_what_they_say():
 
 
 def test_the_two_modes_are_scored_alike_over_the_same_frames():
-    from liploc_ros.ros.demo_report import Received, pose_figures, side_by_side, stamp_key
+    from liploc_ros.evaluation.demo_figures import Received, pose_figures, side_by_side, stamp_key
 
     truth = {stamp_key(t): np.array([10.0 * t, 0.0, 0.0]) for t in range(10)}
     played = [float(t) for t in range(10)]

@@ -14,13 +14,11 @@ from liploc_ros.datasets.odometry import (
     DEFAULT_ODOMETRY_ERRORS,
     EXACT_ODOMETRY,
     OdometryErrorModel,
-    planar,
-    relative_steps,
-    se2_matrices,
     simulate_odometry,
 )
 from liploc_ros.datasets.odometry_sources import WithOdometry, simulated_from_poses, stable_seed
 from liploc_ros.errors import ConfigError, DatasetError
+from liploc_ros.geometry import planar, relative_steps, se2_matrices
 
 
 def straight(n: int = 201, step: float = 1.0, height: float = 1.73) -> np.ndarray:

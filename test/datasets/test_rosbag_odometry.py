@@ -14,18 +14,13 @@ from source_helpers import FakeSource, pose
 
 from liploc_ros.cli import main
 from liploc_ros.datasets.base import Frame
-from liploc_ros.datasets.interpolation import invert_transform
-from liploc_ros.datasets.odometry import (
-    OdometryErrorModel,
-    planar,
-    relative_steps,
-    simulate_odometry,
-)
+from liploc_ros.datasets.odometry import OdometryErrorModel, simulate_odometry
 from liploc_ros.datasets.rosbag_reader import RosbagSource
 from liploc_ros.datasets.rosbag_writer import DEFAULT_T_BASE_LIDAR, write_bag
 from liploc_ros.datasets.synthetic import SyntheticDrive, make_town
 from liploc_ros.datasets.synthetic.config import TownConfig
 from liploc_ros.errors import DatasetError
+from liploc_ros.geometry import invert_transform, planar, relative_steps
 
 T0 = 1_700_000_000.0
 TFM, ODOM, PC2 = "tf2_msgs/msg/TFMessage", "nav_msgs/msg/Odometry", "sensor_msgs/msg/PointCloud2"

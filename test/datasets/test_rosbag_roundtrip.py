@@ -7,10 +7,11 @@ import pytest
 from rosbags.highlevel import AnyReader
 from source_helpers import FakeSource, pose
 
-from liploc_ros.datasets.interpolation import invert_transform, make_transform
+from liploc_ros.datasets.interpolation import make_transform
 from liploc_ros.datasets.rosbag_reader import RosbagSource, bag_topics
 from liploc_ros.datasets.rosbag_writer import DEFAULT_T_BASE_LIDAR, BagTopics, write_bag
 from liploc_ros.errors import ConfigError, DatasetError
+from liploc_ros.geometry import invert_transform
 
 
 def _check_frames(frames, source, *, exact_images=True, image=True, points=True):

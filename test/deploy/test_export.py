@@ -13,7 +13,7 @@ import torch
 from backend_helpers import PARITY, SIZE, inputs, min_cosine, needs
 
 from liploc_ros.cli import main
-from liploc_ros.deploy import export_model, read_export
+from liploc_ros.deploy.export import export_model, read_export
 from liploc_ros.errors import (
     BackendUnavailableError,
     CheckpointError,

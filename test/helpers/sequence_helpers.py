@@ -20,12 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from liploc_ros.datasets.odometry import (
-    integrate_steps,
-    relative_steps,
-    se2_matrices,
-    simulate_odometry,
-)
+from liploc_ros.datasets.odometry import simulate_odometry
+from liploc_ros.geometry import integrate_steps, relative_steps, se2_matrices
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.mapdb.synthetic import synthetic_info
 

@@ -76,7 +76,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_the_check_compares_the_median_nearest_map_distance_with_the_threshold():
-    from liploc_ros.localization.frame_check import check_ground_truth_frame
+    from liploc_ros.evaluation.frame_check import check_ground_truth_frame
 
     route = np.column_stack([np.arange(50.0), np.zeros(50)])
     same = check_ground_truth_frame(np.add(route, [0.5, 3.5]), route, 20.0)  # the other lane

@@ -13,11 +13,11 @@ from scipy.spatial.transform import Rotation
 
 from liploc_ros.config import from_dict
 from liploc_ros.errors import ConfigError
-from liploc_ros.localization import (
+from liploc_ros.localization.config import LocalizerConfig
+from liploc_ros.localization.estimate import (
     AMBIGUOUS,
     DISAGREE,
     NO_MATCH,
-    LocalizerConfig,
     estimate_pose,
     message_fields,
     pose_deltas,

@@ -10,8 +10,8 @@ import pytest
 
 from liploc_ros.datasets.synthetic import make_drive
 from liploc_ros.errors import ModelMismatchError
-from liploc_ros.localization import STAGES, Localizer, LocalizerConfig
-from liploc_ros.localization.localizer import FrameEstimator
+from liploc_ros.localization.config import LocalizerConfig
+from liploc_ros.localization.localizer import STAGES, FrameEstimator, Localizer
 from liploc_ros.mapdb import MapDatabase, MapInfo
 from liploc_ros.mapping import MapBuildConfig, build_map
 from liploc_ros.model import Embedder

@@ -14,16 +14,12 @@ from localizer_helpers import make_map_file, random_image
 from mapping_helpers import tiny_model
 
 from liploc_ros.errors import CheckpointError, ConfigError, ModelMismatchError
-from liploc_ros.localization.factory import (
-    MODES,
-    check_mode,
-    frame_localizer,
-    open_localizer,
-    with_mode,
-)
+from liploc_ros.localization.factory import open_localizer
 from liploc_ros.localization.localizer import Localizer
+from liploc_ros.localization.mode_registry import check_mode, mode_names
 from liploc_ros.localization.sequence_config import SequenceConfig
-from liploc_ros.localization.tracking import TrackingLocalizer
+from liploc_ros.localization.sequence_mode import SequenceMode
+from liploc_ros.localization.single_mode import SingleFrameMode
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.model import Embedder, load_model
 from liploc_ros.model.model_file import load_embedder, load_model_file
@@ -42,19 +38,22 @@ def files(model_and_map, tmp_path_factory) -> dict[str, Path]:
 def test_each_mode_gets_its_localizer(files):
     single = open_localizer(files["tiny"], files["tiny_map"], mode="single", device="cpu")
     assert type(single) is Localizer
-    assert frame_localizer(single) is single
+    assert type(single.mode) is SingleFrameMode
     settings = SequenceConfig(particles=300, seed=3)
     tracked = open_localizer(
         files["tiny"], files["tiny_map"], mode="sequence", sequence=settings, device="cpu"
     )
-    assert isinstance(tracked, TrackingLocalizer)
-    assert tracked.filter.config == settings
-    assert frame_localizer(tracked).embedder.batch_size == 1  # the node's default
-    assert open_localizer(files["tiny"], files["tiny_map"], device="cpu").filter  # sequence
+    assert type(tracked) is Localizer  # one interface: the mode is inside
+    assert isinstance(tracked.mode, SequenceMode)
+    assert tracked.mode.filter.config == settings
+    assert tracked.embedder.batch_size == 1  # the node's default
+    default = open_localizer(files["tiny"], files["tiny_map"], device="cpu")
+    assert default.mode.name == "sequence"
     tracked.warm_up()
     est = tracked.localize(random_image(0), 1.0, np.eye(4))
     assert est.stamp == 1.0
-    assert set(MODES) == {"sequence", "single"}
+    assert tracked.mode.filter.status.frames == 1  # the warm-up frame was forgotten
+    assert set(mode_names()) == {"sequence", "single"}
 
 
 def test_a_bad_mode_is_refused_before_anything_is_loaded(tmp_path, files):
@@ -63,10 +62,10 @@ def test_a_bad_mode_is_refused_before_anything_is_loaded(tmp_path, files):
         open_localizer(missing, missing, mode="track")
     with pytest.raises(ConfigError, match="mode must be one of"):
         check_mode("Single")
-    localizer = frame_localizer(open_localizer(files["tiny"], files["tiny_map"], mode="single"))
+    localizer = open_localizer(files["tiny"], files["tiny_map"], mode="single")
     with pytest.raises(ConfigError, match="mode must be one of"):
-        with_mode(localizer, "batch")
-    from liploc_ros.localization.stream_eval import evaluate_stream
+        Localizer(localizer.embedder, localizer.database, mode="batch")
+    from liploc_ros.evaluation.stream import evaluate_stream
 
     with pytest.raises(ConfigError, match="mode must be one of"):
         evaluate_stream(localizer.database, np.zeros((1, 4)), np.eye(4)[None], np.zeros(1),
@@ -76,7 +75,7 @@ def test_a_bad_mode_is_refused_before_anything_is_loaded(tmp_path, files):
 def test_every_model_kind(files):
     def opened(model, map_name="tiny_map", **options):
         kwargs = {"device": "cpu", **options}
-        return frame_localizer(open_localizer(model, files[map_name], mode="single", **kwargs))
+        return open_localizer(model, files[map_name], mode="single", **kwargs)
 
     ours = opened(files["tiny"])
     assert ours.embedder.loaded.metadata.get("source") != "authors"
@@ -95,9 +94,7 @@ def test_every_model_kind(files):
     with pytest.raises(ModelMismatchError):
         opened(files["authors"])  # the map of another model
     database = MapDatabase.load(files["tiny_map"])  # a loaded map is used as it is
-    assert frame_localizer(open_localizer(ours.embedder, database, mode="single")).database is (
-        database
-    )
+    assert open_localizer(ours.embedder, database, mode="single").database is (database)
 
 
 def test_load_embedder_options(files):
@@ -117,8 +114,8 @@ def _mode_choices(command: str) -> tuple[str, ...]:
 
 
 @pytest.mark.parametrize("command", ["localize", "evaluate"])
-def test_the_commands_offer_the_factory_modes(command):
-    assert set(_mode_choices(command)) == set(MODES)
+def test_the_commands_offer_the_registered_modes(command):
+    assert set(_mode_choices(command)) == set(mode_names())
 
 
 def _spec(command: str, *flags: str) -> str:
@@ -186,8 +183,8 @@ def test_the_map_builder_node_takes_what_the_localizer_node_takes(
     cfg = LocalizerNodeConfig(model=str(files[kind]), map_path=str(files[f"{kind}_map"]),
                               device="cpu", mode="single")  # fmt: skip
     log = SimpleNamespace(info=lines.append, warning=lines.append)
-    localizer, tracker = load_localizer(cfg, log)
-    assert tracker is None
+    localizer = load_localizer(cfg, log)
+    assert not localizer.mode.uses_odometry
     assert "single mode" in lines[0]
     params = {"model": str(files[kind]), "map_path": str(tmp_path / "m.lmap"),
               "bag_path": str(tmp_path / "bag"), "build.device": "cpu"}  # fmt: skip

@@ -23,21 +23,20 @@ from sequence_helpers import (
 )
 
 from liploc_ros.errors import ConfigError, MapError
+from liploc_ros.evaluation.tracks import relock, track_summary
 from liploc_ros.localization.calibration import LabelledDrive, calibrate
 from liploc_ros.localization.config import DEFAULT_CONFIG
 from liploc_ros.localization.estimate import REASONS, message_fields
 from liploc_ros.localization.evidence import EvidenceModel
 from liploc_ros.localization.measurement import MapField
-from liploc_ros.localization.motion import Motion
+from liploc_ros.localization.motion import Motion, motions_from_odometry
 from liploc_ros.localization.sequence import (
-    SequenceLocalizer,
+    SequenceFilter,
     TrackState,
     _logsumexp,
-    motions_from_odometry,
     run_sequence,
 )
 from liploc_ros.localization.sequence_config import SequenceConfig
-from liploc_ros.localization.track_metrics import relock, track_summary
 
 #: the product's default: with half as many, Monte Carlo error in the lateral posterior
 #: (which this town's calibrated distance bands pin to only a few metres) can put a fix at a
@@ -67,8 +66,8 @@ def evidence() -> EvidenceModel:
                      config=config()).evidence()  # fmt: skip
 
 
-def make_localizer(seed: int = 0, **kw) -> SequenceLocalizer:
-    return SequenceLocalizer(town().database, evidence(), config(seed, **kw))
+def make_localizer(seed: int = 0, **kw) -> SequenceFilter:
+    return SequenceFilter(town().database, evidence(), config(seed, **kw))
 
 
 def config(seed: int = 0, **kw) -> SequenceConfig:
@@ -82,7 +81,7 @@ def drive(
     queries: np.ndarray | None = None,
     with_odometry: bool = True,
     blind_at: int | None = None,
-    localizer: SequenceLocalizer | None = None,
+    localizer: SequenceFilter | None = None,
 ):
     """Run a localizer along a drive; returns (estimates, truth, localizer)."""
     q = town().queries(route_xyyaw, seed=1 + seed) if queries is None else queries
@@ -313,13 +312,13 @@ def test_estimates_carry_state_covariance_and_stamp():
         np.testing.assert_allclose(C, C.T, atol=1e-15)
         assert np.linalg.eigvalsh(C).min() > 0
         diag = np.diag(C)
-        assert diag[0] >= cfg.min_position_std_m**2
-        assert diag[1] >= cfg.min_position_std_m**2
-        assert diag[5] >= math.radians(cfg.min_yaw_std_deg) ** 2
+        assert diag[0] >= cfg.extra_position_std_m**2
+        assert diag[1] >= cfg.extra_position_std_m**2
+        assert diag[5] >= math.radians(cfg.extra_yaw_std_deg) ** 2
         # z, roll, pitch: the filter knows nothing of them beyond the floors
         np.testing.assert_allclose(diag[2:5], np.square(floors[2:5]))
         # x and y: the mode's spread on top of the floor
-        spread2 = 0.5 * (diag[0] + diag[1]) - cfg.min_position_std_m**2
+        spread2 = 0.5 * (diag[0] + diag[1]) - cfg.extra_position_std_m**2
         assert spread2 == pytest.approx(e.spread_m**2, rel=1e-6, abs=1e-12)
         assert e.spread_m <= cfg.max_position_std_m
         assert e.confidence >= cfg.keep_probability
@@ -373,9 +372,9 @@ def test_bad_input_is_refused():
         loc.step(np.ones(DIM, np.float32), 0.0, None, retrieved=(np.full(3, -1), np.zeros(3)))
     assert loc.state is TrackState.INITIALIZING
     with pytest.raises(ConfigError):
-        SequenceLocalizer(db, evidence(), DEFAULT_CONFIG)  # a single-frame config
+        SequenceFilter(db, evidence(), DEFAULT_CONFIG)  # a single-frame config
     with pytest.raises(ConfigError):
-        SequenceLocalizer(db, config(), config())  # no evidence model
+        SequenceFilter(db, config(), config())  # no evidence model
     with pytest.raises(ConfigError):
         run_sequence(loc, np.zeros((3, DIM), np.float32), [0.0, 0.1], [None, None, None])
 

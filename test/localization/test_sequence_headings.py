@@ -16,18 +16,18 @@ import pytest
 from scipy.spatial.transform import Rotation
 from sequence_helpers import Town, make_town, odometry, staircase, stamps, truth_poses
 
+from liploc_ros.evaluation.tracks import track_summary
 from liploc_ros.localization.calibration import LabelledDrive, calibrate
 from liploc_ros.localization.config import LocalizerConfig
 from liploc_ros.localization.estimate import best_places, estimate_pose
 from liploc_ros.localization.evidence import EvidenceModel
 from liploc_ros.localization.measurement import MapField
+from liploc_ros.localization.motion import motions_from_odometry
 from liploc_ros.localization.sequence import (
-    SequenceLocalizer,
-    motions_from_odometry,
+    SequenceFilter,
     run_sequence,
 )
 from liploc_ros.localization.sequence_config import SequenceConfig
-from liploc_ros.localization.track_metrics import track_summary
 
 SETTLE = 40
 
@@ -69,7 +69,7 @@ def test_a_reversed_drive_tracks_on_the_rear_crops_with_the_right_heading(seed):
     route = reversed_route()
     q = town2().queries(route, seed=1 + seed)
     n = len(route)
-    loc = SequenceLocalizer(town2().database, evidence(), SequenceConfig(particles=500, seed=seed))
+    loc = SequenceFilter(town2().database, evidence(), SequenceConfig(particles=500, seed=seed))
     est = run_sequence(loc, q, stamps(n), motions_from_odometry(odometry(route, seed=5), n))
     s = track_summary(est, truth_poses(route))
     ok = np.array([e.ok for e in est])

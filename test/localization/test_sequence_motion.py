@@ -8,16 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from liploc_ros.datasets.odometry import integrate_steps, planar, se2_matrices
 from liploc_ros.errors import ConfigError
+from liploc_ros.geometry import integrate_steps, planar, se2_matrices, wrap
 from liploc_ros.localization.motion import (
     Motion,
     apply_odometry,
+    motions_from_odometry,
     odometry_noise,
     random_walk,
-    wrap,
 )
-from liploc_ros.localization.sequence import motions_from_odometry
 from liploc_ros.localization.sequence_config import SequenceConfig
 
 #: round numbers so that the expected deviations are easy to compute by hand

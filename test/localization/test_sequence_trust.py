@@ -20,17 +20,17 @@ from sequence_helpers import (
     truth_poses,
 )
 
-from liploc_ros.datasets.odometry import se2_matrices
+from liploc_ros.evaluation.tracks import fix_errors, track_summary
+from liploc_ros.geometry import se2_matrices
 from liploc_ros.localization.calibration import LabelledDrive, calibrate
 from liploc_ros.localization.config import LocalizerConfig
 from liploc_ros.localization.localizer import FrameEstimator
+from liploc_ros.localization.motion import motions_from_odometry
 from liploc_ros.localization.sequence import (
-    SequenceLocalizer,
-    motions_from_odometry,
+    SequenceFilter,
     run_sequence,
 )
 from liploc_ros.localization.sequence_config import SequenceConfig
-from liploc_ros.localization.track_metrics import fix_errors, track_summary
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.mapdb.synthetic import synthetic_info
 
@@ -104,7 +104,7 @@ def test_the_mirror_further_along_is_kept_apart_and_never_fixed(seed):
                          config=CFG).evidence()  # fmt: skip
     route = _mirror_route()
     n = len(route)
-    loc = SequenceLocalizer(db, evidence, SequenceConfig(particles=600, seed=seed))
+    loc = SequenceFilter(db, evidence, SequenceConfig(particles=600, seed=seed))
     est = run_sequence(loc, _mirror_queries(route, seed), stamps(n),
                        motions_from_odometry(odometry(route, seed=5 + seed), n))  # fmt: skip
     ok, err, yaw = fix_errors(est, truth_poses(route))
@@ -147,7 +147,7 @@ def _run_town(db: MapDatabase, route: np.ndarray, seed: int) -> list:
                           odometry(cal_route, seed=40))  # fmt: skip
     evidence = calibrate(db, [drive], model_fingerprint="towns", same_drive=False,
                          config=CFG).evidence()  # fmt: skip
-    loc = SequenceLocalizer(db, evidence, SequenceConfig(particles=600, seed=seed))
+    loc = SequenceFilter(db, evidence, SequenceConfig(particles=600, seed=seed))
     n = len(route)
     return run_sequence(loc, town.queries(route, seed=1 + seed), stamps(n),
                         motions_from_odometry(odometry(route, seed=5 + seed), n))  # fmt: skip
@@ -181,7 +181,7 @@ def test_a_model_whose_scores_say_nothing_never_fixes_wrong():
     single = FrameEstimator(town.database, LocalizerConfig(), cal.evidence())
     frames = single.estimate_batch(queries, stamps(len(route)))
     assert np.mean([e.ok for e in frames]) <= 0.01
-    loc = SequenceLocalizer(town.database, cal.evidence(), CFG)
+    loc = SequenceFilter(town.database, cal.evidence(), CFG)
     est = run_sequence(loc, queries, stamps(len(route)),
                        motions_from_odometry(odometry(route, seed=5), len(route)))  # fmt: skip
     assert track_summary(est, truth)["wrong_fixes"] == 0

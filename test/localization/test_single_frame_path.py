@@ -14,10 +14,10 @@ from mapping_helpers import tiny_model
 
 from liploc_ros.cli import main as liploc
 from liploc_ros.datasets.synthetic import make_drive
+from liploc_ros.evaluation.stream import evaluate_stream
 from liploc_ros.localization.config import LocalizerConfig
 from liploc_ros.localization.factory import open_localizer
 from liploc_ros.localization.localizer import Localizer
-from liploc_ros.localization.stream_eval import evaluate_stream
 from liploc_ros.mapping import MapBuildConfig, build_map
 from liploc_ros.model import Embedder, save_model
 
@@ -105,12 +105,13 @@ def test_node_localize_and_eval_compute_the_same_single_frame_estimates(files, t
 def test_recall_at_k_counts_distinct_scans_in_localize_as_in_eval():
     """Keyframe 0's two crops lie 50 m from the truth, keyframe 1's 5 m: the two best
     entries are one scan, so Recall@2 finds the right place only when scans are counted."""
+    from liploc_ros.evaluation.retrieval import retrieve
+    from liploc_ros.evaluation.summary import summarize
     from liploc_ros.localization.estimate import PoseEstimate
-    from liploc_ros.localization.evaluation import FrameRecord, summarize
+    from liploc_ros.localization.run import FrameRecord
     from liploc_ros.mapdb import MapDatabase
     from liploc_ros.mapdb.places import RECALL_COUNTS
     from liploc_ros.mapdb.synthetic import synthetic_info
-    from liploc_ros.training.metrics import retrieve
 
     poses = np.repeat(np.eye(4)[None], 6, axis=0)
     poses[:, 0, 3] = [50.0, 50.0, 5.0, 5.0, 90.0, 90.0]

@@ -7,8 +7,12 @@ import pytest
 
 from liploc_ros.errors import ConfigError, DeviceError, MapError
 from liploc_ros.mapdb import MapDatabase
-from liploc_ros.mapdb import index as mapindex
 from liploc_ros.mapdb.indexes import exact as exact_module
+from liploc_ros.mapdb.indexes import registry as mapindex_registry
+from liploc_ros.mapdb.indexes.approx import DEFAULT_TARGET_RECALL
+from liploc_ros.mapdb.indexes.exact import exact_search
+from liploc_ros.mapdb.indexes.faiss_support import gpu_count
+from liploc_ros.mapdb.indexes.ivf import default_nlist
 from liploc_ros.mapdb.synthetic import noisy_queries, route_embeddings, synthetic_map
 
 
@@ -62,7 +66,7 @@ def test_float16_map_search_matches_naive_search():
         assert np.array_equal(res.indices, want_ids)
         assert np.allclose(res.scores, want_scores, rtol=1e-5, atol=1e-3)
     # Scores are computed in float32 from the stored halves, not in float16.
-    assert np.array_equal(mapindex.exact_search(emb, queries, 8)[1], db.search(queries, 8).indices)
+    assert np.array_equal(exact_search(emb, queries, 8)[1], db.search(queries, 8).indices)
 
 
 def test_fewer_entries_than_k_pads_with_minus_one():
@@ -89,7 +93,7 @@ def test_bad_queries_are_refused():
 
 
 def test_gpu_asked_for_without_one_is_a_device_error(tmp_path):
-    if mapindex.gpu_count() > 0:
+    if gpu_count() > 0:
         pytest.skip("this machine has a GPU for FAISS")
     path = synthetic_map(10, 16).save(tmp_path / "m.map")
     with pytest.raises(DeviceError, match="no GPU"):
@@ -97,11 +101,16 @@ def test_gpu_asked_for_without_one_is_a_device_error(tmp_path):
 
 
 def test_auto_index_policy():
-    assert mapindex.resolve_kind("auto", mapindex.AUTO_APPROX_MIN_ENTRIES - 1) == "flat"
-    assert mapindex.resolve_kind("auto", mapindex.AUTO_APPROX_MIN_ENTRIES) == "ivf"
-    assert mapindex.resolve_kind("hnsw", 10) == "hnsw"
-    assert mapindex.default_nlist(1_000_000) == 2000
-    assert mapindex.default_nlist(1000) == 20  # at least 39 training points per list
+    assert (
+        mapindex_registry.resolve_kind("auto", mapindex_registry.AUTO_APPROX_MIN_ENTRIES - 1)
+        == "flat"
+    )
+    assert (
+        mapindex_registry.resolve_kind("auto", mapindex_registry.AUTO_APPROX_MIN_ENTRIES) == "ivf"
+    )
+    assert mapindex_registry.resolve_kind("hnsw", 10) == "hnsw"
+    assert default_nlist(1_000_000) == 2000
+    assert default_nlist(1000) == 20  # at least 39 training points per list
 
 
 def _top1_recall(db: MapDatabase, queries: np.ndarray) -> float:
@@ -118,8 +127,8 @@ def test_ivf_finds_the_exact_top1_on_100k_clustered_vectors():
     db = synthetic_map(100_000, 32, embeddings=emb)
     params = db.build_index("ivf", progress=False)
     assert params.kind == "ivf"
-    assert params.nlist == mapindex.default_nlist(100_000)
-    assert params.tuned_recall >= mapindex.DEFAULT_TARGET_RECALL
+    assert params.nlist == default_nlist(100_000)
+    assert params.tuned_recall >= DEFAULT_TARGET_RECALL
     queries, _ = noisy_queries(emb, 500, 0.5, seed=5)  # not the tuning queries
     assert _top1_recall(db, queries) >= 0.95
     # Fewer probed lists cost recall on harder queries: the index is really approximate.

@@ -361,7 +361,7 @@ def _in_process_node(context, params: dict):
 def _process(node, camera: str, msg) -> None:
     from liploc_ros.ros.frame_slots import TakenFrame
 
-    node._process(TakenFrame(camera, msg, 0.0, 0.0))
+    node.runtime._process(TakenFrame(camera, msg, 0.0, 0.0))
 
 
 def test_publish_tf_broadcasts_map_to_odom_from_the_fix(files, ros_context, fake_tf2_ros):
@@ -376,7 +376,7 @@ def test_publish_tf_broadcasts_map_to_odom_from_the_fix(files, ros_context, fake
         ros_context, _params(model, map_path, publish_tf=True, image_topics=[RAW])
     )
     poses = []
-    node.pose_pub.publish = poses.append  # what the node publishes, without a graph
+    node.runtime.pose_pub.publish = poses.append  # what the node publishes, without a graph
     try:
         _process(node, RAW, _image(RAW, 3, T0 + 7))
         (pose,) = poses
@@ -387,7 +387,7 @@ def test_publish_tf_broadcasts_map_to_odom_from_the_fix(files, ros_context, fake
         assert conv.stamp_to_seconds(tf.header.stamp) == pytest.approx(T0 + 7 + 0.1)
         T_map_odom = conv.transform_to_matrix(tf.transform)
         np.testing.assert_allclose(T_map_odom @ T_odom_base, T_map_base, atol=1e-9)
-        assert node._tf.buffer.lookups == [("odom", "base_link", round((T0 + 7) * 1e9))]
+        assert node.runtime._tf.buffer.lookups == [("odom", "base_link", round((T0 + 7) * 1e9))]
     finally:
         node.close()
         node.destroy_node()
@@ -400,12 +400,12 @@ def test_tf_odometry_and_publish_tf_share_one_tf_listener(files, ros_context, fa
                      odometry_source="tf")  # fmt: skip
     node = _in_process_node(ros_context, params)
     try:
-        assert node.tracking is not None
-        assert node._tf is not None
+        assert node.runtime.tracking is not None
+        assert node.runtime._tf is not None
         assert len(fake.listeners) == 1
-        assert fake.listeners[0].buffer is node._tf.buffer
-        assert node.tracking.odometry.at(T0 + 7) is not None  # read from that one buffer
-        assert node._tf.buffer.lookups[-1][:2] == ("odom", "base_link")
+        assert fake.listeners[0].buffer is node.runtime._tf.buffer
+        assert node.runtime.tracking.odometry.at(T0 + 7) is not None  # read from that one buffer
+        assert node.runtime._tf.buffer.lookups[-1][:2] == ("odom", "base_link")
     finally:
         node.close()
         node.destroy_node()
@@ -415,13 +415,15 @@ def test_publish_tf_without_tf2_ros_says_so_once(files, ros_context, without_tf2
     model, map_path, _ = files
     node = _in_process_node(ros_context, _params(model, map_path, publish_tf=True))
     try:
-        assert node._tf is None
+        assert node.runtime._tf is None
         err = capfd.readouterr().err
         assert err.count("publish_tf is unavailable: tf2_ros is not installed") == 1, err
         # the initial pose service before any confident fix: a clear no
         from std_srvs.srv import Trigger
 
-        answer = node._on_initialpose_request(Trigger.Request(), Trigger.Response())
+        answer = node.runtime.requests._on_publish_initialpose(
+            Trigger.Request(), Trigger.Response()
+        )
         assert not answer.success
         assert "no fix with confidence" in answer.message
     finally:

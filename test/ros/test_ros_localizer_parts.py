@@ -18,7 +18,7 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from liploc_ros.errors import ConfigError
-from liploc_ros.localization import LocalizerConfig
+from liploc_ros.localization.config import LocalizerConfig
 from liploc_ros.ros.frame_slots import LatestFrameSlots
 from liploc_ros.ros.localizer_stats import LocalizerStats
 from liploc_ros.ros.throttle import WarningThrottle

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Empty, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from liploc_ros.datasets.interpolation import invert_transform
+from liploc_ros.geometry import invert_transform
 from liploc_ros.ros import conversions as conv
 from liploc_ros.ros.localizer_params import DEFAULT_BASE_TO_LIDAR
 from liploc_ros.ros.pose_sources import extrinsic_matrix
@@ -202,6 +203,11 @@ def test_tracked_poses_with_the_image_stamps_near_the_truth_and_the_filters_cova
     wait_until(lambda: graph.got.initialposes, 5, "/initialpose", node)
     (initial,) = graph.got.initialposes
     assert conv.stamp_to_seconds(initial.msg.header.stamp) == pytest.approx(got[0])
+    # ... on /initialpose, which the node also listens to (initialpose_in): its own output
+    # is not taken for an operator's pose
+    time.sleep(1.0)  # two diagnostics periods
+    assert node_diagnostics(graph)["initial_poses"] == "0", node.log[-3000:]
+    assert "initial pose from" not in node.log
     # the particles, in their own namespace, stamped with a frame's stamp
     with graph.lock:
         clouds = [m for r in graph.got.markers for m in r.msg.markers
@@ -286,6 +292,68 @@ def test_relocalize_service_and_topic_restart_global_localization(drive, node, g
     assert node.log.count("re-localization requested") == 2
 
 
+def test_amcl_services_and_an_operators_initial_pose(drive, node, graph):
+    """AMCL's reinitialize_global_localization and request_nomotion_update beside ours; an
+    initial pose in a frame tf cannot give here is refused, naming it; one in the map frame
+    restarts the filter from it, and the poses that follow are near the truth."""
+    from std_srvs.srv import Empty as EmptyService
+
+    from liploc_ros.ros.localizer_messages import pose_message
+
+    _, frames = drive
+    resets = int(node_diagnostics(graph)["resets"])
+    for name in ("reinitialize_global_localization", "request_nomotion_update"):
+        client = graph.node.create_client(EmptyService, f"/{name}")  # relative: as AMCL's
+        assert client.wait_for_service(timeout_sec=10), name
+        future = client.call_async(EmptyService.Request())
+        wait_until(future.done, 10, f"the answer of {name}", node)
+    wait_until(
+        lambda: node_diagnostics(graph).get("resets") == str(resets + 1)
+        and node_diagnostics(graph).get("state") == "initializing",
+        10, "initializing after reinitialize_global_localization", node,
+    )  # fmt: skip
+    assert "re-localization requested (service reinitialize_global_localization)" in node.log
+    assert "no-motion update requested" in node.log
+    unseeded = float(node_diagnostics(graph)["mode_probability"])
+
+    operator = graph.node.create_publisher(PoseWithCovarianceStamped, "/initialpose", 10)
+    wait_until(operator.get_subscription_count, 10, "the node on /initialpose", node)
+    start = frames[10]
+    T_map_base = start.pose @ T_LIDAR_BASE
+    cov = np.diag([1.0, 1.0, 0.01, 0.01, 0.01, np.radians(5.0) ** 2])
+    stamp = conv.seconds_to_stamp(T0 + 200.0 + start.stamp)
+    operator.publish(pose_message(T_map_base, cov, stamp, "odom"))
+    wait_until(lambda: "frame 'odom'" in node.log, 10, "the refusal", node)
+    assert re.search(r"\[WARN\] .*initial pose from topic /initialpose refused: .*'odom'",
+                     node.log), node.log[-2000:]  # fmt: skip
+    time.sleep(1.0)
+    assert node_diagnostics(graph)["initial_poses"] == "0"
+
+    operator.publish(pose_message(T_map_base, cov, stamp, "map"))
+    wait_until(lambda: node_diagnostics(graph).get("initial_poses") == "1", 10, "the seed", node)
+    d = node_diagnostics(graph)
+    assert d["state"] == "initializing", d  # the frames must still support it
+    # the prior's share (sequence.initial_pose_probability), where a restart from scratch
+    # holds none
+    assert float(d["mode_probability"]) > 0.9 > unseeded, d
+    with graph.lock:
+        before = len(graph.got.poses)
+    stamps = _feed(graph, node, frames[10:], T0 + 200.0)
+    truth = {s: (f.pose @ T_LIDAR_BASE)[:2, 3] for s, f in zip(stamps, frames[10:], strict=True)}
+    with graph.lock:
+        poses = graph.got.poses[before:]
+    got = [round(conv.stamp_to_seconds(r.msg.header.stamp), 6) for r in poses]
+    assert len(poses) >= 8, f"{got}\n{node.log[-3000:]}"
+    errors = [
+        np.hypot(*(np.array([r.msg.pose.pose.position.x, r.msg.pose.pose.position.y]) - truth[s]))
+        for r, s in zip(poses, got, strict=True)
+    ]
+    print(f"seeded: first pose at frame {stamps.index(got[0])}, median error "
+          f"{np.median(errors):.2f} m")  # fmt: skip
+    assert np.median(errors) < 3.0, errors
+    assert stamps.index(got[0]) <= 2, got  # from the operator's pose: no global search
+
+
 def test_without_odometry_the_filter_random_walks_and_says_so(drive, ros_context):
     """In-process: nobody publishes /nobody; the node still localizes, and tracks."""
     from rclpy.parameter import Parameter
@@ -299,14 +367,14 @@ def test_without_odometry_the_filter_random_walks_and_says_so(drive, ros_context
                  for k, v in params.items()]  # fmt: skip
     node = LocalizerNode(context=ros_context, parameter_overrides=overrides)
     poses, diagnostics = [], []
-    node.pose_pub.publish = poses.append
-    node.diag_pub.publish = diagnostics.append
+    node.runtime.pose_pub.publish = poses.append
+    node.runtime.diag_pub.publish = diagnostics.append
     try:
         for frame in frames[:20]:
             header = Header(stamp=conv.seconds_to_stamp(T0 + frame.stamp), frame_id="cam")
             msg = conv.rgb_to_image(frame.image, "rgb8", header=header)
-            node._process(TakenFrame(CAMERA, msg, time.monotonic(), 0.0))
-        node._publish_diagnostics()
+            node.runtime._process(TakenFrame(CAMERA, msg, time.monotonic(), 0.0))
+        node.runtime.publish_diagnostics()
         values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
         assert values["total_frames_without_odometry"] == "20"
         assert values["without odometry: no odometry received yet"] == "20"

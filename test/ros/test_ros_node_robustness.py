@@ -116,7 +116,7 @@ def test_far_stamps_are_kept_out_of_the_latency_and_errors_are_counted(clock):
 def test_max_stamp_offset_is_a_checked_described_parameter():
     assert LocalizerNodeConfig(model="m", map_path="m").max_stamp_offset == 5.0
     assert LocalizerNodeConfig(model="m", map_path="m", max_stamp_offset=0.0)
-    with pytest.raises(ConfigError, match="max_stamp_offset must be >= 0 seconds"):
+    with pytest.raises(ConfigError, match="max_stamp_offset must be a finite number >= 0"):
         LocalizerNodeConfig(model="m", map_path="m", max_stamp_offset=-1.0)
     assert "use_sim_time" in config_docs(LocalizerNodeConfig)["max_stamp_offset"]
 
@@ -178,9 +178,9 @@ def test_an_unexpected_error_is_counted_reported_as_error_and_the_worker_goes_on
 ):
     node = _localizer(ros_context, model_and_map)
     poses, diagnostics = [], []
-    node.pose_pub.publish = poses.append
-    node.diag_pub.publish = diagnostics.append
-    real, calls = node.localizer.localize, []
+    node.runtime.pose_pub.publish = poses.append
+    node.runtime.diag_pub.publish = diagnostics.append
+    real, calls = node.runtime.localizer.localize, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -188,14 +188,14 @@ def test_an_unexpected_error_is_counted_reported_as_error_and_the_worker_goes_on
             raise RuntimeError("simulated bug in the localizer")
         return real(*args, **kwargs)
 
-    node.localizer.localize = flaky
+    node.runtime.localizer.localize = flaky
     try:
         for i in range(3):  # one frame at a time: the slot keeps only the newest
-            node.slots.put(CAMERA, _image(i))
+            node.runtime.slots.put(CAMERA, _image(i))
             wait_until(lambda n=i + 1: len(calls) >= n, 30, f"frame {i} taken")
         wait_until(lambda: poses, 30, "the pose of the frame after the errors")
-        assert node.worker_alive()
-        node._publish_diagnostics()
+        assert not node.worker_died()
+        node.runtime.publish_diagnostics()
         (status,) = diagnostics[-1].status
         assert status.level == DiagnosticStatus.ERROR
         values = {kv.key: kv.value for kv in status.values}
@@ -205,7 +205,7 @@ def test_an_unexpected_error_is_counted_reported_as_error_and_the_worker_goes_on
         assert err.count("[internal error: ") == 1, err  # the second one throttled
         assert "[ERROR]" in err
         assert "the worker goes on" in err
-        node._publish_diagnostics()  # a period without errors: no longer ERROR
+        node.runtime.publish_diagnostics()  # a period without errors: no longer ERROR
         assert diagnostics[-1].status[0].level != DiagnosticStatus.ERROR
     finally:
         node.close()
@@ -219,7 +219,7 @@ def test_the_localizer_exits_1_when_its_worker_thread_ends(model_and_map, ros_co
     def broken_take(timeout: float | None = None):
         raise RuntimeError("the slots are broken")
 
-    node.slots.take = broken_take
+    node.runtime.slots.take = broken_take
     guard = _interrupt_after(20.0)
     try:
         t0 = time.monotonic()

@@ -15,7 +15,7 @@ from rcl_interfaces.msg import ParameterType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from liploc_ros.config_fields import config_docs
+from liploc_ros.config_fields import check_bounds, config_docs, param
 from liploc_ros.errors import ConfigError
 from liploc_ros.ros.map_builder_params import MapBuilderNodeConfig
 from liploc_ros.ros.params import (
@@ -197,3 +197,76 @@ def test_descriptions_and_choices_come_from_the_fields(ros_context):
     with pytest.raises(ParameterError, match=r"^parameter 'pose_type': .*'odometry'"):
         read_config(node, MapBuilderNodeConfig)
     node.destroy_node()
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """Ranges written beside the fields, checked by check_bounds and declared to ROS."""
+
+    rate: float = param(2.0, "a rate", gt=0)
+    share: float = param(0.5, "a share", ge=0, le=1)
+    count: int = param(3, "a count", ge=1)
+    free: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+def test_field_ranges_are_declared_to_ros(ros_context):
+    node = _node(ros_context)
+    names = declare_config(node, Bounded, dynamic={"share"})
+    rate, share, count, free = node.describe_parameters(names)
+    assert [(r.from_value, r.to_value) for r in share.floating_point_range] == [(0.0, 1.0)]
+    assert rate.floating_point_range[0].from_value == 0.0
+    assert rate.floating_point_range[0].to_value == float("inf")
+    assert rate.additional_constraints == "a finite number > 0"
+    assert (count.integer_range[0].from_value, count.integer_range[0].to_value) == (1, 2**63 - 1)
+    assert not free.floating_point_range
+    assert not free.integer_range
+    assert (rate.read_only, share.read_only, count.read_only) == (True, False, True)
+    # ROS itself refuses a value outside the declared range while the node runs
+    result = node.set_parameters([Parameter("share", value=1.5)])[0]
+    assert not result.successful
+    assert "out of range" in result.reason
+    assert node.get_parameter("share").value == 0.5
+    node.destroy_node()
+
+
+def test_an_override_outside_the_range_gets_the_configs_message(ros_context):
+    # rclpy would refuse it at declaration with its own exception; the config names it
+    node = _node(ros_context, count=0)
+    declare_config(node, Bounded)
+    with pytest.raises(ParameterError, match=r"parameter 'count': count must be a positive"):
+        read_config(node, Bounded)
+    node.destroy_node()
+
+
+def test_updated_config_checks_changes_like_start_up():
+    from liploc_ros.ros.localizer_params import DYNAMIC_PARAMETERS, LocalizerNodeConfig
+    from liploc_ros.ros.params import updated_config
+
+    cfg = LocalizerNodeConfig(model="m", map_path="x")
+    new = updated_config(LocalizerNodeConfig, cfg, {"sequence.target_precision": 0.995,
+                         "diagnostics_period": 2}, DYNAMIC_PARAMETERS)  # fmt: skip
+    assert (new.sequence.target_precision, new.diagnostics_period) == (0.995, 2.0)
+    assert cfg.sequence.target_precision == 0.99  # the running config is untouched
+    cases = [
+        ({"sequence.target_precision": 1.5}, "parameter 'sequence.target_precision': "),
+        ({"sequence.keep_probability": 0.995}, "target_precision"),
+        ({"localizer.top_k": 0}, "parameter 'localizer.top_k': top_k must be a positive"),
+        ({"model": "other"}, "parameter 'model' is read-only while the node runs"),
+        ({"sequence.particles": 50}, "'sequence.particles' is read-only"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ParameterError, match=message):
+            updated_config(LocalizerNodeConfig, cfg, change, DYNAMIC_PARAMETERS)
+
+
+def test_every_dynamic_parameter_exists_and_model_map_and_particles_are_fixed():
+    from liploc_ros.ros.localizer_params import DYNAMIC_PARAMETERS, LocalizerNodeConfig
+
+    names = set(parameter_names(LocalizerNodeConfig))
+    assert names >= DYNAMIC_PARAMETERS, DYNAMIC_PARAMETERS - names
+    fixed = {"model", "map_path", "backend", "precision", "device", "mode", "image_topics",
+             "sequence.particles", "sequence.seed", "sequence.entry_radius_m"}  # fmt: skip
+    assert not fixed & DYNAMIC_PARAMETERS

@@ -150,13 +150,84 @@ def test_the_filters_covariance_is_carried_to_base_link_by_the_lever_arm():
     np.testing.assert_allclose(fix.covariance, moved)
 
 
-class _Tracker:
-    def __init__(self) -> None:
+class _Mode:
+    """The mode of a fake localizer: records what the session asks of it."""
+
+    def __init__(self, calls: list) -> None:
+        self.calls = calls
         self.resets = 0
-        self.filter = SimpleNamespace(particles=np.zeros((0, 3)))
+        self.held = np.zeros((0, 3))
 
     def reset(self) -> None:
         self.resets += 1
+        self.calls.append("reset")
+
+    def seed(self, T_map_base, covariance, T_base_lidar) -> None:
+        from liploc_ros.errors import MapError
+
+        if T_map_base[0, 3] > 1000.0:  # as the filter refuses a prior wholly off its map
+            raise MapError("the initial pose (x 2000.0 ...) is off the map")
+        self.calls.append(("seed", float(T_map_base[0, 3])))
+
+    def request_full_update(self) -> None:
+        self.calls.append("nomotion")
+
+    def particles(self):
+        return self.held
+
+
+class _Tracker:
+    """A fake localizer of a tracking mode (the session talks to its mode)."""
+
+    def __init__(self) -> None:
+        self.calls: list = []
+        self.mode = _Mode(self.calls)
+
+    @property
+    def resets(self) -> int:
+        return self.mode.resets
+
+    def reconfigure(self, settings) -> None:
+        self.calls.append(("config", settings))
+
+
+def test_initial_pose_nomotion_and_config_requests_wait_for_the_worker():
+    from liploc_ros.errors import ConfigError
+    from liploc_ros.ros.tracking_session import TrackingSession
+
+    tracker = _Tracker()
+    session = TrackingSession(tracker, OdometryInput("none", "none", None, None))
+    pose = np.eye(4)
+    pose[0, 3] = 7.0
+    with pytest.raises(ConfigError, match="6 x 6 covariance"):
+        session.request_seed(pose, np.eye(3), np.eye(4))  # refused at once, nothing queued
+    session.request_reset()
+    session.request_seed(pose, np.eye(6), np.eye(4))  # the newer request wins over the reset
+    session.request_nomotion_update()
+    session.request_config("cfg")
+    assert tracker.calls == []  # nothing happens outside the worker
+    assert session.apply_requests() == ("config", "seed", "nomotion")
+    assert tracker.calls == [("config", "cfg"), ("seed", 7.0), "nomotion"]
+    assert session.apply_requests() == ()
+    session.request_seed(pose, np.eye(6), np.eye(4))
+    session.request_reset()  # a reset after a seed: global localization
+    assert session.apply_reset()
+    assert tracker.calls[-1] == "reset"
+    assert (session.seeds, session.resets) == (1, 1)
+
+
+def test_a_seed_the_filter_refuses_is_reported_and_changes_nothing():
+    from liploc_ros.ros.tracking_session import TrackingSession
+
+    tracker = _Tracker()
+    session = TrackingSession(tracker, OdometryInput("none", "none", None, None))
+    far = np.eye(4)
+    far[0, 3] = 2000.0
+    session.request_seed(far, np.eye(6), np.eye(4))
+    assert session.apply_requests() == ("seed refused",)
+    assert "off the map" in session.seed_error
+    assert tracker.calls == []
+    assert session.seeds == 0
 
 
 def test_a_relocalize_request_is_applied_once_by_the_worker_and_particles_are_throttled():
@@ -176,7 +247,7 @@ def test_a_relocalize_request_is_applied_once_by_the_worker_and_particles_are_th
     T_lidar_base = np.eye(4)
     T_lidar_base[0, 3] = -1.0  # base_link 1 m behind the LiDAR
     assert session.particles_due(T_lidar_base) is None  # no particles before a frame
-    tracker.filter.particles = np.array([[10.0, 0.0, 0.0], [0.0, 5.0, math.pi / 2]])
+    tracker.mode.held = np.array([[10.0, 0.0, 0.0], [0.0, 5.0, math.pi / 2]])
     np.testing.assert_allclose(
         session.particles_due(T_lidar_base), [[9.0, 0.0], [0.0, 4.0]], atol=1e-12
     )

@@ -8,13 +8,13 @@ import pytest
 from liploc_ros.config import from_dict
 from liploc_ros.datasets.synthetic import make_drive
 from liploc_ros.errors import ConfigError
+from liploc_ros.geometry import wrap_deg
 from liploc_ros.training.config import DataSection, TrainConfig
 from liploc_ros.training.cross_pairs import (
     choose_heading,
     find_cross_pairs,
     pick_partner,
     place_labels,
-    wrap_deg,
     yaw_deg,
 )
 

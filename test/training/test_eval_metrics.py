@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from liploc_ros.errors import ConfigError
-from liploc_ros.preprocess import CameraConfig, PreprocessConfig
-from liploc_ros.training.evaluate import evaluate_pictures
-from liploc_ros.training.metrics import (
+from liploc_ros.evaluation.retrieval import (
     chance_curve,
     chance_level,
     recall_curve,
     retrieve,
     top_k,
 )
+from liploc_ros.preprocess import CameraConfig, PreprocessConfig
+from liploc_ros.training.evaluate import evaluate_pictures
 from liploc_ros.training.pictures import PictureSet
 
 

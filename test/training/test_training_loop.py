@@ -11,17 +11,16 @@ import torch
 from safetensors.torch import load_file
 
 from liploc_ros.config import from_dict
+from liploc_ros.datasets.registry import open_source
 from liploc_ros.datasets.synthetic import make_drive
 from liploc_ros.model import create_model, load_model, make_loss, model_preset
 from liploc_ros.training.config import TrainConfig, load_train_config
 from liploc_ros.training.data import PairDataset
 from liploc_ros.training.distributed import DistInfo
 from liploc_ros.training.picture_cache import cache_pictures
-from liploc_ros.training.sources import open_source
 from liploc_ros.training.train import param_groups, train, train_step
 from liploc_ros.training.training_state import read_training_meta
 
-# (the package exports a function of the same name)
 train_module = importlib.import_module("liploc_ros.training.train")
 TRAIN_SPEC, MAP_SPEC, QUERY_SPEC = "synthetic:21:0:20", "synthetic:22:0:10", "synthetic:22:1:10"
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from liploc_ros.training.config import expand_spec, load_train_config
+from liploc_ros.datasets.registry import expand_spec
+from liploc_ros.training.config import load_train_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = sorted((ROOT / "config").glob("train_*.yaml"))

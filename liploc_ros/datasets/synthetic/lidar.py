@@ -21,10 +21,11 @@ import numpy as np
 from liploc_ros.datasets.synthetic.config import RigConfig
 from liploc_ros.datasets.synthetic.materials import PER_OBJECT, REFLECTIVITY, Material
 from liploc_ros.datasets.synthetic.primitives import Primitives
-from liploc_ros.datasets.synthetic.raycast import WALL, RayFan, cast, wrap_angle
+from liploc_ros.datasets.synthetic.raycast import WALL, RayFan, cast
 from liploc_ros.datasets.synthetic.roads import RoadNetwork
 from liploc_ros.datasets.synthetic.surfaces import surface_materials
 from liploc_ros.errors import ConfigError
+from liploc_ros.geometry import wrap
 
 #: extra dropout probability on glass
 GLASS_DROPOUT = 0.4
@@ -103,7 +104,7 @@ class LidarModel:
                 & (self.elevation <= window.max_elevation + ANGLE_MARGIN)
             )
             centres = np.array([window.azimuth_centre, *window.extra_centres])
-            off = np.abs(wrap_angle(self.azimuth[:, None] - centres[None, :])).min(axis=1)
+            off = np.abs(wrap(self.azimuth[:, None] - centres[None, :])).min(axis=1)
             self.cols = np.flatnonzero(off <= window.azimuth_half_width + ANGLE_MARGIN)
             self.cast_range = min(self.max_range, window.max_range + RANGE_MARGIN)
         self.fan = (

@@ -21,14 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from liploc_ros.datasets.synthetic.primitives import BOX, CYLINDER, Primitives
+from liploc_ros.geometry import wrap
 
 NOTHING, WALL, ROOF, UNDERSIDE, GROUND = 0, 1, 2, 3, 4
 #: entry distance of a ray that starts inside a footprint (under a tree's crown)
 _INSIDE = 1e-3
-
-
-def wrap_angle(a: np.ndarray) -> np.ndarray:
-    return (a + np.pi) % (2 * np.pi) - np.pi
 
 
 class RayFan:
@@ -133,9 +130,9 @@ def _box_pairs(
     for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
         qx = dx + sx * hx * c - sy * hy * s
         qy = dy + sx * hx * s + sy * hy * c
-        corners.append(wrap_angle(np.arctan2(qy, qx) - alpha))
+        corners.append(wrap(np.arctan2(qy, qx) - alpha))
     rel = np.stack(corners)
-    base = wrap_angle(alpha - yaw)
+    base = wrap(alpha - yaw)
     # a footprint around the sensor spans every column (it can only be seen from below)
     lo = np.where(outside, base + rel.min(axis=0), -np.pi)
     hi = np.where(outside, base + rel.max(axis=0), np.pi)
@@ -172,7 +169,7 @@ def _cylinder_pairs(
     dist = np.hypot(dx, dy)
     outside = dist > r
     half = np.arcsin(np.clip(r / np.maximum(dist, 1e-9), 0.0, 1.0))
-    base = wrap_angle(np.arctan2(dy, dx) - yaw)
+    base = wrap(np.arctan2(dy, dx) - yaw)
     lo = np.where(outside, base - half, -np.pi)
     hi = np.where(outside, base + half, np.pi)
     owner, col = fan.column_ranges(lo, hi)

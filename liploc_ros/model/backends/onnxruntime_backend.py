@@ -30,9 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from liploc_ros.deploy.metadata import FINGERPRINT
-from liploc_ros.deploy.onnx_export import MAX_BATCH, onnx_fingerprint
-from liploc_ros.deploy.onnx_process import export_onnx_files
 from liploc_ros.device import cpu_has_vnni, resolve_device
 from liploc_ros.errors import BackendError, DeviceError, VerificationError
 from liploc_ros.model.backends.base import INPUT_NAME, SIDES, EncoderRunner, Side, SidesRunner
@@ -46,7 +43,10 @@ from liploc_ros.model.backends.int8 import (
     load_cached_int8,
     no_int8_message,
 )
+from liploc_ros.model.backends.metadata import FINGERPRINT
+from liploc_ros.model.backends.onnx_export import MAX_BATCH, onnx_fingerprint
 from liploc_ros.model.backends.onnx_fusion import FUSION_FILE, fuse_attention, fusion_line
+from liploc_ros.model.backends.onnx_process import export_onnx_files
 from liploc_ros.model.liploc_file import LoadedModel
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from liploc_ros.deploy.openvino_export import export_openvino, openvino_fingerprint
 from liploc_ros.device import cpu_has_bf16, cpu_has_vnni, resolve_device
 from liploc_ros.errors import BackendError, DeviceError, VerificationError
 from liploc_ros.model.backends.base import SIDES, EncoderRunner, Side, SidesRunner
@@ -45,6 +44,7 @@ from liploc_ros.model.backends.int8 import (
     load_cached_int8,
     no_int8_message,
 )
+from liploc_ros.model.backends.openvino_export import export_openvino, openvino_fingerprint
 from liploc_ros.model.liploc_file import LoadedModel
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from liploc_ros.deploy.metadata import PREFIX
 from liploc_ros.errors import BackendError
 from liploc_ros.model.backends.base import INPUT_NAME
 from liploc_ros.model.backends.machine import runtime_versions
+from liploc_ros.model.backends.metadata import PREFIX
 
 #: weights of the layers kept in float (their initializer names are the module paths)
 HEAD_WEIGHTS = re.compile(r"^model\.(projection_(camera|lidar)\.|encoder_(camera|lidar)\.fc\.)")

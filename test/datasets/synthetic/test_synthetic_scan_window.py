@@ -9,12 +9,13 @@ import math
 import numpy as np
 import pytest
 
+from liploc_ros.datasets.registry import open_source
 from liploc_ros.datasets.synthetic import RigConfig, ScanWindow, make_drive
 from liploc_ros.errors import ConfigError
 from liploc_ros.preprocess import PreprocessConfig
 from liploc_ros.preprocess.range_image import project_range
 from liploc_ros.training.pictures import LazyPictures
-from liploc_ros.training.sources import open_source, scan_window
+from liploc_ros.training.sources import scan_options, scan_window
 
 RIG = RigConfig(image_scale=0.25, lidar_azimuth_steps=720)
 PRE = PreprocessConfig(lidar_image_size=48)
@@ -64,7 +65,7 @@ def test_windowed_scans_give_the_same_range_images(drives):
 
 def test_open_source_windows_synthetic_sources_for_the_preprocessing():
     plain = open_source("synthetic:4:1:40")
-    windowed = open_source("synthetic:4:1:40", PRE)
+    windowed = open_source("synthetic:4:1:40", **scan_options("synthetic:4:1:40", PRE))
     assert plain.lidar.window is None
     assert windowed.lidar.window == scan_window(PRE.lidar)
     full_pictures, window_pictures = LazyPictures(plain, PRE), LazyPictures(windowed, PRE)
@@ -118,7 +119,7 @@ def test_a_window_over_several_headings_gives_every_crop_of_the_full_scan(drives
 
         assert sideways(a).sum() > 100
         assert not sideways(b).any()
-    windowed = open_source("synthetic:4:1:40", PRE, headings)
+    windowed = open_source("synthetic:4:1:40", **scan_options("synthetic:4:1:40", PRE, headings))
     assert windowed.lidar.window == window
     pictures = LazyPictures(windowed, PRE, headings)
     reference = LazyPictures(open_source("synthetic:4:1:40"), PRE, headings)

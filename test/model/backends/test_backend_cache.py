@@ -149,7 +149,7 @@ def test_cache_folders_are_keyed_by_fingerprint_and_precision(tmp_path, monkeypa
 def test_a_stale_converted_model_is_rebuilt_not_used(tmp_path, caplog):
     """A cache folder holding another model's graph under this model's key, with a manifest
     that matches its files (the hardest case: only the graph's own fingerprint tells)."""
-    from liploc_ros.deploy.onnx_process import export_onnx_files
+    from liploc_ros.model.backends.onnx_process import export_onnx_files
 
     model = save_tiny_vit(tmp_path / "a" / "m.safetensors", seed=0)
     other = save_tiny_vit(tmp_path / "b" / "m.safetensors", seed=1)

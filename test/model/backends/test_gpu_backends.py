@@ -96,7 +96,7 @@ def test_liploc_export_builds_tensorrt_engines(tiny_vit, reference, tmp_path, pr
     trt = _tensorrt()
     if precision == "fp16" and not hasattr(trt.BuilderFlag, "FP16"):
         pytest.skip(f"TensorRT {trt.__version__} builds fp16 from fp16-typed graphs only")
-    from liploc_ros.deploy import export_model, read_export
+    from liploc_ros.deploy.export import export_model, read_export
     from liploc_ros.deploy.tensorrt_export import EngineRunner
 
     manifest = export_model(tiny_vit, tmp_path, "tensorrt", precision=precision, max_batch=8)

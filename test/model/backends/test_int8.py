@@ -138,7 +138,7 @@ def test_int8_without_a_cached_model_or_calibration_says_how_to_make_one(tiny_vi
     for backend in ("openvino", "auto"):
         with pytest.raises(DeviceError, match="liploc export MODEL --precision int8 --calib"):
             Embedder(tiny_vit, device="cpu", backend=backend, precision="int8", cache_dir=tmp_path)
-    from liploc_ros.deploy import export_model
+    from liploc_ros.deploy.export import export_model
 
     with pytest.raises(ConfigError, match="needs calibration frames"):
         export_model(tiny_vit, tmp_path / "out", "openvino", precision="int8")

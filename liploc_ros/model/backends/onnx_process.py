@@ -4,11 +4,11 @@ torch.onnx's dynamo exporter (torch.export underneath) leaves process-wide state
 after it, a backward pass in the same process makes every fork-based child's autograd fail
 ("Unable to handle autograd's threading in combination with fork-based multiprocessing"),
 which breaks training with forked workers and torch.multiprocessing in the same process. The
-export is a one-off of seconds, so it runs in ``python -m liploc_ros.deploy.onnx_process``:
+export is a one-off of seconds, so it runs in ``python -m liploc_ros.model.backends.onnx_process``:
 the model goes over as a temporary liploc model file, and the child checks that it rebuilt
 the same fingerprint before writing anything.
 
-    python -m liploc_ros.deploy.onnx_process MODEL.safetensors FINGERPRINT SIDE=OUT.onnx ...
+    python -m liploc_ros.model.backends.onnx_process MODEL FINGERPRINT SIDE=OUT.onnx ...
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def export_onnx_files(loaded: LoadedModel, outputs: Mapping[str, Path]) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    from liploc_ros.deploy.onnx_export import export_onnx
     from liploc_ros.model import load_model
+    from liploc_ros.model.backends.onnx_export import export_onnx
 
     model_file, fingerprint, *targets = argv
     loaded = load_model(model_file)

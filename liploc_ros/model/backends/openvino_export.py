@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from liploc_ros.deploy.metadata import FINGERPRINT, encoder_metadata
 from liploc_ros.errors import BackendError
 from liploc_ros.model.backends.base import (
     INPUT_NAME,
@@ -24,6 +23,7 @@ from liploc_ros.model.backends.base import (
     fp32_cpu_model,
     input_size,
 )
+from liploc_ros.model.backends.metadata import FINGERPRINT, encoder_metadata
 from liploc_ros.model.liploc_file import LoadedModel
 
 RT_INFO_PATH = ("liploc",)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from liploc_ros.geometry import wrap, yaw_of
 from liploc_ros.localization.estimate import PoseEstimate
 from liploc_ros.localization.fix_gate import GateRule, replay_fixes
 
@@ -52,8 +53,7 @@ def fix_errors(
             continue
         assert e.pose is not None
         err[i] = math.hypot(e.pose[0, 3] - t[i, 0, 3], e.pose[1, 3] - t[i, 1, 3])
-        a = math.atan2(e.pose[1, 0], e.pose[0, 0]) - math.atan2(t[i, 1, 0], t[i, 0, 0])
-        yaw[i] = abs(math.degrees(math.atan2(math.sin(a), math.cos(a))))
+        yaw[i] = abs(math.degrees(float(wrap(yaw_of(e.pose) - yaw_of(t[i])))))
     return ok, err, yaw
 
 

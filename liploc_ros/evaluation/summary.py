@@ -7,7 +7,7 @@ Two questions, kept apart:
   scans (keyframes: the crops of one scan count once, as in ``liploc eval``) lies within the
   threshold of its true position. Distances are in the ground plane
   (x, y of ``T_map_lidar``, z up), the correct variant of the authors' evaluation (see
-  :mod:`liploc_ros.training.metrics`, whose :class:`Retrieval` computes the recall).
+  :mod:`liploc_ros.evaluation.retrieval`, whose :class:`Retrieval` computes the recall).
 - **Published poses**: how many frames got a fix, what fraction of the fixes lies within the
   threshold, and the median position error (ground distance between the estimate, i.e. the
   best match's pose, and the true position).
@@ -16,36 +16,21 @@ Two questions, kept apart:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from liploc_ros.evaluation.retrieval import Retrieval
 from liploc_ros.localization.estimate import REASONS, PoseEstimate
 from liploc_ros.localization.localizer import STAGES
+from liploc_ros.localization.run import FrameRecord
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.mapdb.places import RECALL_COUNTS, first_of_each_place
-from liploc_ros.training.metrics import Retrieval
 
 #: the paper's success threshold (m)
 SUCCESS_THRESHOLD_M = 20.0
 #: the K of the reported Recall@K
 RECALL_KS = (1, 5, 10)
-
-
-@dataclass(frozen=True)
-class FrameRecord:
-    """One localized frame of a source, with its ground truth where the source has one."""
-
-    #: the frame's index in its source
-    index: int
-    estimate: PoseEstimate
-    #: 4 x 4 ``T_map_lidar`` ground truth, or None
-    truth: np.ndarray | None = None
-
-    @property
-    def stamp(self) -> float:
-        return self.estimate.stamp
 
 
 def retrieved_positions(
@@ -75,6 +60,22 @@ def truth_positions(records: Sequence[FrameRecord]) -> np.ndarray:
         if rec.truth is not None:
             out[row] = np.asarray(rec.truth, np.float64)[:3, 3]
     return out
+
+
+def route_points(
+    records: Sequence[FrameRecord], database: MapDatabase
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(truth_xy, placed_xy, fixed) of the records for
+    :func:`~liploc_ros.evaluation.route_figure.save_route_figure`: a fix where it was
+    published (the sequence filter's pose is no map entry's), else the best match."""
+    truth = truth_positions(records)[:, :2]
+    matches = retrieved_positions(records, database)
+    placed = matches[:, 0, :2] if matches.shape[1] else np.full((len(records), 2), np.nan)
+    fixed = np.array([r.estimate.ok and r.estimate.pose is not None for r in records], bool)
+    for i, r in enumerate(records):
+        if fixed[i]:
+            placed[i] = np.asarray(r.estimate.pose)[:2, 3]
+    return truth, placed, fixed
 
 
 def ground_distances(truth_xyz: np.ndarray, retrieved_xyz: np.ndarray) -> np.ndarray:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from liploc_ros.deploy.metadata import FINGERPRINT, encoder_metadata
 from liploc_ros.errors import BackendError
 from liploc_ros.model.backends.base import (
     INPUT_NAME,
@@ -30,6 +29,7 @@ from liploc_ros.model.backends.base import (
     example_input,
     fp32_cpu_model,
 )
+from liploc_ros.model.backends.metadata import FINGERPRINT, encoder_metadata
 from liploc_ros.model.liploc_file import LoadedModel
 
 #: the largest batch the exported graph promises to take

@@ -11,7 +11,7 @@ the map's frame. Frames without a fix have no pose to write:
   the localizer did not make.
 - ``ground_truth_tum.txt``: the true poses of the frames that have one (for evo & co).
 - ``frames.csv``: every frame, fix or not (see :data:`FRAME_COLUMNS`).
-- ``summary.json``: the figures of :func:`liploc_ros.localization.evaluation.summarize` plus
+- ``summary.json``: the figures of :func:`liploc_ros.evaluation.summary.summarize` plus
   what produced them.
 
 All files are written atomically.
@@ -29,14 +29,11 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from liploc_ros.evaluation.summary import ground_distances, retrieved_positions, truth_positions
+from liploc_ros.geometry import yaw_of
 from liploc_ros.io_utils import atomic_open, write_text_atomic
-from liploc_ros.localization.evaluation import (
-    FrameRecord,
-    ground_distances,
-    retrieved_positions,
-    truth_positions,
-)
 from liploc_ros.localization.localizer import STAGES
+from liploc_ros.localization.run import FrameRecord
 from liploc_ros.mapdb import MapDatabase
 
 #: the columns of frames.csv; empty cells: no value (no ground truth, nothing retrieved)
@@ -114,7 +111,7 @@ def write_frames_csv(path: Path, records: Sequence[FrameRecord], database: MapDa
             est = rec.estimate
             match = est.best_pose
             if match is not None:
-                yaw = math.degrees(math.atan2(match[1, 0], match[0, 0]))
+                yaw = math.degrees(float(yaw_of(match)))
                 match_cells = [_num(v) for v in (*match[:3, 3], yaw)]
             else:
                 match_cells = [""] * 4

@@ -8,14 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from liploc_ros.datasets.odometry import se2_matrices
+from liploc_ros.evaluation.tracks import fix_errors, relock, track_summary, travelled
+from liploc_ros.geometry import se2_matrices
 from liploc_ros.localization.estimate import PoseEstimate
-from liploc_ros.localization.track_metrics import (
-    fix_errors,
-    relock,
-    track_summary,
-    travelled,
-)
 
 
 def estimate(stamp: float, xyyaw: tuple[float, float, float] | None) -> PoseEstimate:
