@@ -4,12 +4,14 @@ What it does for each encoder, on the encoder's first use (the node's warm-up fr
 map builder's first batch), so that a node converts only its camera encoder and a map
 builder only its LiDAR encoder:
 
-1. **Small encoders stay on torch**, at the precision
-   :func:`~liploc_ros.device.resolve_precision` gives (fp16 on CUDA, bf16 on a CPU with bf16
-   units, else fp32): an encoder under :data:`SMALL_GFLOPS` per frame (counted, not timed:
-   :mod:`.flops`; the demo model 0.03, ViT-S/16 at 224 px 8.5) runs in milliseconds in torch,
-   and a conversion (seconds) would cost more start-up than it could ever save. Where both
-   are small, auto *is* that torch runner.
+1. **Small encoders stay on torch**: an encoder under :data:`SMALL_GFLOPS` per frame
+   (counted, not timed: :mod:`.flops`; the demo model 0.03, ViT-S/16 at 224 px 8.5) runs in
+   milliseconds in torch, and a conversion (seconds) would cost more start-up than it could
+   ever save. On a CPU it runs fp32: at that size a reduced precision's casts cost more than
+   its matrix units save (bench_backends, demo model on an AMX CPU, batch 1: torch bf16 6.0
+   ms per frame against fp32's 4.95) and it would need a recall check; on CUDA, fp16
+   (:func:`~liploc_ros.device.resolve_precision`). Where both are small, auto *is* that
+   torch runner.
 2. **Candidates** from the CPU's flags, the GPU and what is installed (:mod:`.auto_rule`,
    the rule in full): torch fp32 and torch's reduced precisions, one conversion runtime
    (OpenVINO, else ONNX Runtime) at its lowest float precision, and every verified INT8
@@ -383,7 +385,9 @@ def create(
         sizes = {side: encoder_gflops(loaded, side) for side in sides}
         small = {side: g for side, g in sizes.items() if g < SMALL_GFLOPS}
     if small:
-        torch_runner = TorchRunner(loaded, target, resolve_precision(target, precision), ())
+        cpu_auto = target.type == "cpu" and precision == "auto"
+        kept = "fp32" if cpu_auto else resolve_precision(target, precision)
+        torch_runner = TorchRunner(loaded, target, kept, ())
         if set(small) == set(sides):
             shown = ", ".join(f"{s} {g:.3f}" for s, g in small.items())
             torch_runner.note = f" (auto: small encoders, GFLOP/frame {shown})"

@@ -200,9 +200,13 @@ def test_a_tie_keeps_fp32_without_verifying(tiny_vit, tmp_path, monkeypatch, big
     assert big["verified"] == 0
 
 
-def test_small_encoders_stay_in_torch_without_measuring(tiny_vit, monkeypatch, tmp_path):
+@pytest.mark.parametrize("cpuinfo", [AVX2_CPUINFO, AMX_CPUINFO], ids=["avx2", "amx"])
+def test_small_encoders_stay_in_torch_fp32_without_measuring(
+    tiny_vit, monkeypatch, tmp_path, cpuinfo
+):
+    """Also on a CPU with bf16 units: at this size bf16 is no faster (bench_backends)."""
     monkeypatch.setattr(auto, "measure", lambda *a: pytest.fail("a small encoder was measured"))
-    fake_cpuinfo(monkeypatch, tmp_path, AVX2_CPUINFO)
+    fake_cpuinfo(monkeypatch, tmp_path, cpuinfo)
     embedder = Embedder(tiny_vit, device="cpu", cache_dir=tmp_path)  # backend auto (default)
     assert (embedder.backend, embedder.precision) == ("torch", "fp32")
     assert "auto: small encoders" in embedder.describe()
