@@ -9,14 +9,21 @@ with it, to first order: a yaw error swings the LiDAR around base_link by the le
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from liploc_ros.errors import ConfigError
+from liploc_ros.errors import ConfigError, MapError
 from liploc_ros.geometry import wrap
 from liploc_ros.localization.sequence_config import SequenceConfig
 
-__all__ = ["draw_prior", "sensor_prior"]
+if TYPE_CHECKING:
+    from liploc_ros.localization.measurement import MapField
+
+__all__ = ["draw_prior", "prior_on_map", "sensor_prior"]
+
+#: rounds of re-drawing an initial pose's particles that no map entry explains
+_PRIOR_REDRAWS = 5
 
 #: x, y, yaw in ROS's 6 x 6 pose covariance order (x y z roll pitch yaw)
 _PLANAR = [0, 1, 5]
@@ -68,4 +75,37 @@ def draw_prior(
         raise ConfigError("initial pose: the covariance is not positive semi-definite")
     particles = gen.multivariate_normal(mu, cov, size=count or config.particles, method="cholesky")
     particles[:, 2] = wrap(particles[:, 2])
+    return particles
+
+
+def prior_on_map(
+    mean: np.ndarray,
+    covariance: np.ndarray,
+    config: SequenceConfig,
+    field: MapField,
+    gen: np.random.Generator,
+) -> np.ndarray:
+    """``config.particles`` draws (:func:`draw_prior`) conditioned on the map: draws no map
+    entry explains are drawn again, a few rounds, then replaced by copies of the others. A
+    prior wholly off the map raises :class:`MapError`: off the map is what the filter's
+    *elsewhere* already stands for."""
+    particles = draw_prior(mean, covariance, config, gen)
+    for _ in range(_PRIOR_REDRAWS):  # the prior on the map: "the vehicle is here"
+        off = field.explaining(particles) < 0
+        if off.all():
+            x, y, yaw = (float(v) for v in np.asarray(mean, np.float64).reshape(3))
+            raise MapError(
+                f"the initial pose (x {x:.1f} y {y:.1f} yaw {math.degrees(yaw):.0f} deg, "
+                f"the sensor's) is off the map: none of {len(particles)} draws from it has "
+                f"a map entry within entry_radius_m ({config.entry_radius_m} m) facing its "
+                f"heading (heading_tolerance_deg {config.heading_tolerance_deg}); kept the "
+                "filter as it was"
+            )
+        if not off.any():
+            break
+        particles[off] = draw_prior(mean, covariance, config, gen, int(off.sum()))
+    off = field.explaining(particles) < 0
+    if off.any():  # still unexplained: replaced by copies of the explained draws
+        kept = particles[~off]
+        particles = kept[gen.integers(len(kept), size=len(particles))]
     return particles

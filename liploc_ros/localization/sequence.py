@@ -59,7 +59,7 @@ from liploc_ros.localization.estimate import (
 from liploc_ros.localization.evidence import EvidenceModel
 from liploc_ros.localization.filter_status import FilterStatus, TrackState
 from liploc_ros.localization.fix_gate import GateInputs, GateRule
-from liploc_ros.localization.initial_pose import draw_prior
+from liploc_ros.localization.initial_pose import prior_on_map
 from liploc_ros.localization.measurement import MapField
 from liploc_ros.localization.motion import Motion, apply_odometry, random_walk
 from liploc_ros.localization.particles import (
@@ -138,25 +138,7 @@ class SequenceFilter:
         takes no track up), and a wrong one loses its mass to elsewhere as a kidnapped
         track does, while the frames' matches are injected from elsewhere's share."""
         cfg = self.config
-        particles = draw_prior(mean, covariance, cfg, self._gen)
-        for _ in range(_PRIOR_REDRAWS):  # the prior on the map: "the vehicle is here"
-            off = self.field.explaining(particles) < 0
-            if off.all():
-                x, y, yaw = (float(v) for v in np.asarray(mean, np.float64).reshape(3))
-                raise MapError(
-                    f"the initial pose (x {x:.1f} y {y:.1f} yaw {math.degrees(yaw):.0f} deg, "
-                    f"the sensor's) is off the map: none of {len(particles)} draws from it "
-                    f"has a map entry within entry_radius_m ({cfg.entry_radius_m} m) facing "
-                    f"its heading (heading_tolerance_deg {cfg.heading_tolerance_deg}); kept "
-                    "the filter as it was"
-                )
-            if not off.any():
-                break
-            particles[off] = draw_prior(mean, covariance, cfg, self._gen, int(off.sum()))
-        off = self.field.explaining(particles) < 0
-        if off.any():  # still unexplained: replaced by copies of the explained draws
-            kept = particles[~off]
-            particles = kept[self._gen.integers(len(kept), size=len(particles))]
+        particles = prior_on_map(mean, covariance, cfg, self.field, self._gen)
         self.reset()
         n = len(particles)
         self._particles = particles
@@ -444,9 +426,6 @@ class SequenceFilter:
             cov[axis, axis] += floors[axis] ** 2
         return cov
 
-
-#: rounds of re-drawing an initial pose's particles that no map entry explains
-_PRIOR_REDRAWS = 5
 
 #: the share of the posterior a switch of the dominant hypothesis hands back to elsewhere
 _HAND_BACK = 0.5
