@@ -8,8 +8,12 @@ backend is only the part that differs: where and in which precision the network 
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Mapping
+import io
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Literal, Protocol
 
 import numpy as np
@@ -125,3 +129,19 @@ class SidesRunner:
     def describe(self) -> str:
         lines = {s: r.describe() for s, r in self.runners.items()}
         return joined(lines)
+
+
+@contextlib.contextmanager
+def quiet_converter(loggers: list[logging.Logger], level: int) -> Iterator[None]:
+    """A converter's progress prints, warnings and chatty log lines hidden (``loggers`` set
+    to ``level`` meanwhile, then restored)."""
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(level)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, old in zip(loggers, levels, strict=True):
+            lg.setLevel(old)

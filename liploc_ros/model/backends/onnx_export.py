@@ -9,13 +9,10 @@ file is self-contained (no external-data side file: the encoders are far below O
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import shutil
 import tempfile
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,6 +25,7 @@ from liploc_ros.model.backends.base import (
     Side,
     example_input,
     fp32_cpu_model,
+    quiet_converter,
 )
 from liploc_ros.model.backends.metadata import FINGERPRINT, encoder_metadata
 from liploc_ros.model.liploc_file import LoadedModel
@@ -37,20 +35,9 @@ MAX_BATCH = 4096
 _CHATTY_LOGGERS = ("onnx_ir", "onnxscript", "torch.onnx", "torch.export")
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def _quiet() -> contextlib.AbstractContextManager[None]:
     """The exporter's progress prints, warnings and INFO logs (hundreds of lines) hidden."""
-    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+    return quiet_converter([logging.getLogger(n) for n in _CHATTY_LOGGERS], logging.WARNING)
 
 
 def export_onnx(loaded: LoadedModel, side: Side, path: Path) -> None:

@@ -15,14 +15,11 @@ used only where it fused attention, which a future exporter or optimizer may wel
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from liploc_ros.model.backends.base import Side
+from liploc_ros.model.backends.base import Side, quiet_converter
 from liploc_ros.model.liploc_file import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -32,22 +29,11 @@ _ATTENTION_OPS = ("Attention", "MultiHeadAttention")
 _CHATTY = ("fusion", "onnx_model", "optimizer", "onnxruntime.transformers", "shape_infer")
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def _quiet() -> contextlib.AbstractContextManager[None]:
     """The optimizer's warnings, prints and per-fusion log lines hidden (its loggers are
     named after its modules: fusion_*, onnx_model*, ...)."""
     names = [n for n in logging.root.manager.loggerDict if n.startswith(_CHATTY)]
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+    return quiet_converter([logging.getLogger(n) for n in names], logging.ERROR)
 
 
 def vit_shape(loaded: LoadedModel, side: Side) -> tuple[int, int] | None:
