@@ -66,6 +66,7 @@ class MapField:
         #: every "k nearest entries" query asks for k keyframes' worth of them
         self.per_keyframe = max(1, database.entries_per_keyframe)
         self.mean, self.cov = embedding_stats(np.asarray(database.embeddings))
+        self._tolerance = math.radians(config.heading_tolerance_deg)
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -92,21 +93,32 @@ class MapField:
 
     def explaining(self, particles: np.ndarray) -> np.ndarray:
         """(N,) the entry explaining each (x, y, yaw) particle: the nearest within
-        ``entry_radius_m`` facing within ``heading_tolerance_deg`` (-1: off the map)."""
-        cfg = self.config
+        ``entry_radius_m`` facing within ``heading_tolerance_deg`` (-1: off the map), among
+        the ``neighbours`` nearest keyframes."""
         p = np.asarray(particles, np.float64).reshape(-1, 3)
-        k = min(cfg.neighbours * self.per_keyframe, len(self))
-        _, idx = self.tree.query(p[:, :2], k=k, distance_upper_bound=cfg.entry_radius_m)
+        # Most particles face a crop of their nearest keyframe: a query for that keyframe's
+        # entries settles them (a third of the deep query's cost); only the rest, on the map
+        # but facing none of its crops, need the full depth.
+        entry, facing_none = self._first_facing(p, self.per_keyframe)
+        deeper = min(self.config.neighbours * self.per_keyframe, len(self))
+        if deeper > self.per_keyframe and facing_none.any():
+            entry[facing_none] = self._first_facing(p[facing_none], deeper)[0]
+        return entry
+
+    def _first_facing(self, p: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first facing entry among the ``k`` nearest within the radius (-1: none), and
+        the rows that have entries within the radius but none facing."""
+        k = min(k, len(self))
+        _, idx = self.tree.query(p[:, :2], k=k, distance_upper_bound=self.config.entry_radius_m)
         idx = idx.reshape(len(p), k)
         found = idx < len(self)
         facing = np.zeros_like(found)
         rows = np.nonzero(found)[0]
-        facing[found] = np.abs(wrap(self.yaw[idx[found]] - p[rows, 2])) <= math.radians(
-            cfg.heading_tolerance_deg
-        )
+        facing[found] = np.abs(wrap(self.yaw[idx[found]] - p[rows, 2])) <= self._tolerance
         first = np.argmax(facing, axis=1)  # nearest first: the first facing one
         all_rows = np.arange(len(p))
-        return np.where(facing[all_rows, first], idx[all_rows, first], -1)
+        hit = facing[all_rows, first]
+        return np.where(hit, idx[all_rows, first], -1), found[:, 0] & ~hit
 
     def score(self, query: np.ndarray, particles: np.ndarray) -> ParticleScores:
         """The measurement of (N, 3) particles by the frame whose embedding is ``query``."""

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 from sequence_helpers import (
     DIM,
     HEIGHT_M,
@@ -24,6 +25,7 @@ from sequence_helpers import (
 
 from liploc_ros.errors import ConfigError, MapError
 from liploc_ros.evaluation.tracks import relock, track_summary
+from liploc_ros.geometry import wrap
 from liploc_ros.localization.calibration import LabelledDrive, calibrate
 from liploc_ros.localization.config import DEFAULT_CONFIG
 from liploc_ros.localization.estimate import REASONS, message_fields
@@ -37,6 +39,8 @@ from liploc_ros.localization.sequence import (
     run_sequence,
 )
 from liploc_ros.localization.sequence_config import SequenceConfig
+from liploc_ros.mapdb import MapDatabase
+from liploc_ros.mapdb.synthetic import synthetic_info
 
 #: the product's default: with half as many, Monte Carlo error in the lateral posterior
 #: (which this town's calibrated distance bands pin to only a few metres) can put a fix at a
@@ -429,6 +433,62 @@ def test_field_explains_a_particle_by_the_nearest_entry_facing_its_way():
     llr = evidence().llr(s.z[:3], s.distance[:3])
     assert llr[0] > 0
     assert llr[0] >= llr[2]
+
+
+def _corner_map(crops: tuple[float, ...]) -> MapDatabase:
+    """A street east along y = 0 (x = 0..20, 1 m apart) and one north along x = 25, each
+    keyframe holding a crop per heading offset in ``crops`` (degrees)."""
+    east = [(float(x), 0.0, 0.0) for x in range(21)]
+    north = [(25.0, float(y), 90.0) for y in range(21)]
+    poses = []
+    for x, y, heading in east + north:
+        for crop in crops:
+            T = np.eye(4)
+            T[:3, :3] = Rotation.from_euler("z", heading + crop, degrees=True).as_matrix()
+            T[:2, 3] = (x, y)
+            poses.append(T)
+    emb = np.random.default_rng(0).standard_normal((len(poses), 8)).astype(np.float32)
+    keyframes = np.repeat(np.arange(len(east + north)), len(crops))
+    return MapDatabase.from_poses(
+        emb, np.stack(poses), np.arange(len(poses), dtype=float), synthetic_info(8),
+        keyframes=keyframes, heading_deg=np.tile(np.mod(crops, 360.0), len(east + north)),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("crops", [(0.0,), (0.0, 180.0)])
+def test_a_particle_facing_away_from_its_nearest_keyframe_finds_the_street_it_faces(crops):
+    database = _corner_map(crops)
+    corner_north = 21 * len(crops)  # the first entry of the north street, at (25, 0)
+    p = np.array([[20.2, 0.1, math.radians(88.0)]])  # at the east street's end, facing north
+    assert MapField(database, config()).explaining(p)[0] == corner_north
+    # ... found among the `neighbours` nearest keyframes only: the east street's last six
+    # keyframes are nearer than (25, 0)
+    assert MapField(database, config(neighbours=4)).explaining(p)[0] == -1
+
+
+@pytest.mark.parametrize("crops", [(0.0,), (0.0, 180.0), (0.0, 90.0, 180.0, 270.0)])
+def test_the_explaining_entry_is_the_nearest_facing_one_among_the_nearest_keyframes(crops):
+    """Against the definition, brute force: random particles around a corner."""
+    database = _corner_map(crops)
+    cfg = config()
+    field = MapField(database, cfg)
+    rng = np.random.default_rng(3)
+    n = 3000
+    p = np.c_[rng.uniform(-15, 40, n), rng.uniform(-15, 35, n), rng.uniform(-4, 4, n)]
+    got = field.explaining(p)
+    xy = database.positions[:, :2]
+    yaw = Rotation.from_quat(database.orientations).as_euler("ZYX")[:, 0]
+    tol = math.radians(cfg.heading_tolerance_deg)
+    depth = cfg.neighbours * len(crops)
+    for i in range(n):
+        d = np.hypot(*(xy - p[i, :2]).T)
+        order = np.argsort(d, kind="stable")[:depth]
+        near = order[d[order] < cfg.entry_radius_m]
+        facing = near[np.abs(wrap(yaw[near] - p[i, 2])) <= tol]
+        want = facing[0] if len(facing) else -1
+        # ties in distance (the crops of one keyframe) may come in either order: only one
+        # of them faces within the tolerance unless two crops are closer than it
+        assert got[i] == want or d[got[i]] == d[want], (i, got[i], want)
 
 
 def test_the_towns_calibration_separates_its_places():
