@@ -12,8 +12,9 @@ exact whole-map statistics at O(D^2) per frame, whatever the map's size), is wha
 evidence model (:mod:`~liploc_ros.localization.evidence`) weighs, by the particle's
 distance to the entry.
 
-The cost per frame is a k-d tree query per particle and one dot product per distinct
-explaining entry: independent of the map's size.
+The cost per frame is a k-d tree query per particle (for its nearest keyframe's crops;
+the ``neighbours`` nearest keyframes only for a particle facing none of them) and one dot
+product per distinct explaining entry: independent of the map's size.
 """
 
 from __future__ import annotations

@@ -250,6 +250,7 @@ def test_metadata_errors_name_the_problem(saved, tmp_path, small_model):
         _rewrite_metadata(path, **changes)
         with pytest.raises(CheckpointError, match=message):
             load_model(path)
+        path.unlink()  # a model's worth of disk per case otherwise
 
     # configs that do not fit the stored weights
     path = tmp_path / "misfit.safetensors"
