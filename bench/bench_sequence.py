@@ -139,10 +139,7 @@ def run(db: MapDatabase, emb: np.ndarray, stamps: np.ndarray, motions: list) -> 
 def gate_rule(db: MapDatabase) -> GateRule:
     from liploc_ros.localization.calibration import evidence_for
 
-    ev = evidence_for(db)[0]
-    cfg = SequenceConfig(**OVERRIDES)
-    return GateRule(cfg.target_precision, cfg.max_position_std_m, ev.frame_floor,
-                    cfg.keep_probability)  # fmt: skip
+    return GateRule.of(SequenceConfig(**OVERRIDES), evidence_for(db)[0])
 
 
 def town_rows(

@@ -30,6 +30,7 @@ the model it was measured with; a localizer with another model does not use it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from scipy.spatial import cKDTree
 
 from liploc_ros.errors import MapError
 from liploc_ros.localization.evidence import EvidenceModel
+from liploc_ros.localization.evidence_trail import WINDOW_STEPS, calibration_windows
 from liploc_ros.localization.gate_check import evidence_scale
 from liploc_ros.localization.score_samples import (
     BAND_EDGES_M,
@@ -50,6 +52,7 @@ from liploc_ros.localization.score_samples import (
     correlation_length,
     entry_yaw,
     lag_pairs,
+    nearest_match_series,
     null_scores,
     null_subset,
     pair_scores,
@@ -75,8 +78,11 @@ SAME_DRIVE_OFFSET_M = 1.5
 MIN_FRAMES = 20
 #: seed of the odometry simulated for a drive without any
 _ODOMETRY_SEED = 0
-#: the frame floor: the true place's evidence is lower on this share of frames
+#: the gate's floors together stop at most this share of the true place's frames: half of it
+#: the frame floor's, the rest shared by the windows' (a Bonferroni bound)
 _FLOOR_QUANTILE = 0.01
+#: a floor this close to the top of the table is at it
+_SATURATED = 1e-6
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,9 @@ class ScoreCalibration:
     #: check on wrong tracks (:mod:`~liploc_ros.localization.gate_check`)
     frame_floor: float | None = None
     evidence_scale: float = 1.0
+    #: the floors of the evidence summed over the last few frame steps
+    #: (:mod:`~liploc_ros.localization.evidence_trail`; empty: none, a calibration before them)
+    window_floors: tuple[float, ...] = ()
     #: the check's figures (empty: not run)
     check: dict[str, Any] = field(default_factory=dict)
     created: str = ""
@@ -133,6 +142,7 @@ class ScoreCalibration:
             null_mean_ratio_below=np.asarray(self.null_mean_ratio_below),
             scale=self.evidence_scale,
             frame_floor=-math.inf if self.frame_floor is None else self.frame_floor,
+            window_floors=self.window_floors,
         )
 
     def separates(self) -> bool:
@@ -153,8 +163,9 @@ class ScoreCalibration:
             raise MapError(f"calibration: unknown key(s) {', '.join(unknown)}")
         try:
             values = dict(data)
-            for key in ("z", "band_edges_m", "null_mean_ratio_below"):
-                values[key] = tuple(float(v) for v in values[key])
+            for key in ("z", "band_edges_m", "null_mean_ratio_below", "window_floors"):
+                if key in values:
+                    values[key] = tuple(float(v) for v in values[key])
             values["log_ratio"] = tuple(
                 tuple(float(v) for v in row) for row in values["log_ratio"]
             )
@@ -184,6 +195,14 @@ class ScoreCalibration:
             + ("-inf" if self.frame_floor is None else f"{self.frame_floor:+.2f}")
             + " at the tracked place gets no fix",
         ]
+        if self.window_floors:
+            lines.append(
+                "  nor one after which the last "
+                + ", ".join(
+                    f"{k} frame steps sum below {v:+.2f}"
+                    for k, v in zip(WINDOW_STEPS, self.window_floors, strict=True)
+                )
+            )
         if not self.separates():
             lines.append(
                 "  this model's scores do not tell places apart: no fix will be published"
@@ -246,17 +265,19 @@ def calibrate(
     offset = SAME_DRIVE_OFFSET_M if same_drive else 0.0
     null_rows = null_subset(len(xy))
     band_z: list[list[np.ndarray]] = [[] for _ in range(len(BAND_EDGES_M) + 1)]
-    nulls, bests, lags, steps = [], [], [], []
+    nulls, bests, lags, steps, places = [], [], [], [], []
     matched = 0
     for d in used:
         bands = band_samples(tree, yaw, d.truth, offset)
         for b, (_, pairs) in enumerate(bands):
             band_z[b].append(pair_scores(d.queries, emb, pairs, mean, cov))
-        frames, first = np.unique(bands[0][1][:, 0], return_index=True)
+        place = ([pairs for _, pairs in bands], [z[-1] for z in band_z], d.truth)
+        frames, z_place = nearest_match_series(place[0], place[1])
         matched += len(frames)
-        step, pairs = lag_pairs(d.truth[frames], band_z[0][-1][first])
+        step, pairs = lag_pairs(d.truth[frames], z_place)
         steps.append(step)
         lags.append(pairs)
+        places.append(place)
         z_null, best = null_scores(d.queries, d.truth, xy, emb, null_rows, mean, cov)
         nulls.append(z_null)
         bests.append(best[np.isfinite(best)])
@@ -278,7 +299,8 @@ def calibrate(
     length = correlation_length(np.concatenate(lags), step)
     evidence = EvidenceModel(grid, llr, length, step, below, np.asarray(BAND_EDGES_M))
     z_match = z_bands[0]
-    floor = float(evidence.llr(np.array([np.quantile(z_match, _FLOOR_QUANTILE)]))[0])
+    floor, windows = gate_floors(evidence, places)
+    evidence = dataclasses.replace(evidence, frame_floor=floor, window_floors=windows)
     scale, check = evidence_scale(
         database, evidence, [(d.queries, d.truth) for d in used], mean, cov, config
     )
@@ -307,11 +329,46 @@ def calibrate(
         null_entries_per_frame=len(null_rows),
         gumbel_location=float(best.mean() - 0.5772156649 * beta),
         gumbel_scale=beta,
-        frame_floor=floor,
+        frame_floor=floor if math.isfinite(floor) else None,
         evidence_scale=scale,
+        window_floors=windows,
         check=check,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
+
+
+def gate_floors(
+    evidence: EvidenceModel, drives: Sequence[tuple[list, list, np.ndarray]]
+) -> tuple[float, tuple[float, ...]]:
+    """The fix gate's floors: quantiles of the true place's evidence per frame (at the
+    nearest entry facing its heading) and of its sums over the windows of
+    :data:`~liploc_ros.localization.evidence_trail.WINDOW_STEPS` along each drive (its bands'
+    pairs, their z-scores, its poses), which together stop at most :data:`_FLOOR_QUANTILE`
+    of the true place's frames. A floor at the top of the table (the true place never
+    scored below where the table saturates) cannot tell a poor frame: none (-inf; no
+    window floors)."""
+    singles, sums = [], []
+    top = float(np.max(evidence.log_ratio[0]))
+    for pairs, z, truth in drives:
+        frames, z_place = nearest_match_series(pairs, z)
+        if len(frames) == 0:
+            continue
+        values = evidence.llr(z_place)
+        singles.append(values)
+        sums.append(calibration_windows(values, truth[frames, :2, 3], evidence.frame_step_m))
+    floor = float(np.quantile(np.concatenate(singles), _FLOOR_QUANTILE / 2.0))
+    floor = -math.inf if floor >= top - _SATURATED else floor
+    table = np.concatenate(sums)
+    windows = []
+    for k, column in zip(WINDOW_STEPS, table.T, strict=True):
+        sums_at = column[np.isfinite(column)]
+        if len(sums_at) < MIN_FRAMES:
+            return floor, ()
+        value = float(np.quantile(sums_at, _FLOOR_QUANTILE / 2.0 / len(WINDOW_STEPS)))
+        if value >= k * top - _SATURATED:
+            return floor, ()
+        windows.append(value)
+    return floor, tuple(windows)
 
 
 #: what a map without a calibration of its model's gets: the evidence of a weak model whose

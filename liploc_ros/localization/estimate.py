@@ -106,6 +106,9 @@ class PoseEstimate:
     #: sequence mode: what the fix gate read besides ``confidence`` and ``spread_m``: this
     #: frame's untempered evidence at the mode (NaN: single mode)
     frame_evidence: float = float("nan")
+    #: sequence mode: the evidence summed over the last few frame steps at the mode, one per
+    #: window (:mod:`~liploc_ros.localization.evidence_trail`; NaN: too short a trail)
+    window_evidence: tuple[float, ...] = ()
 
     @property
     def best_index(self) -> int:

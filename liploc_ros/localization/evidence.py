@@ -29,7 +29,9 @@ A :class:`EvidenceModel` turns z into evidence from a calibration measured on da
   against "elsewhere", than a true likelihood ratio allows. Which place, given the map, is
   weighed at the full tempered evidence.
 - **The frame floor**: the evidence below which a single frame contradicts the tracked
-  place (the true place scores lower on 1% of frames): no fix for that frame.
+  place (the true place scores lower on 1% of frames): no fix for that frame; and the
+  **window floors** of the evidence summed over the last few frame steps
+  (:mod:`~liploc_ros.localization.evidence_trail`), which catch a kidnap at once.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from liploc_ros.errors import MapError
+from liploc_ros.localization.evidence_trail import WINDOW_STEPS
 
 #: a frame counts at least this share of an independent frame (stationary vehicles, no
 #: odometry: never exactly nothing)
@@ -70,6 +73,10 @@ class EvidenceModel:
     scale: float = 1.0
     #: a frame whose evidence at the tracked place is below this gets no fix (-inf: none)
     frame_floor: float = -math.inf
+    #: nor one after which the evidence summed over the last k frame steps is below these
+    #: (one per window of :data:`~liploc_ros.localization.evidence_trail.WINDOW_STEPS`;
+    #: empty: none)
+    window_floors: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         z = np.asarray(self.z, np.float64)
@@ -93,6 +100,13 @@ class EvidenceModel:
                 raise MapError(f"evidence model: {name} must be > 0, got {value}")
         if math.isnan(self.frame_floor) or self.frame_floor == math.inf:
             raise MapError("evidence model: frame_floor must be a number or -inf")
+        floors = tuple(float(v) for v in self.window_floors)
+        if len(floors) not in (0, len(WINDOW_STEPS)) or any(math.isnan(v) for v in floors):
+            raise MapError(
+                f"evidence model: window_floors must be {len(WINDOW_STEPS)} numbers (one per "
+                f"window of {WINDOW_STEPS} frame steps) or none, got {list(floors)}"
+            )
+        object.__setattr__(self, "window_floors", floors)
         object.__setattr__(self, "z", z)
         object.__setattr__(self, "log_ratio", lr)
         object.__setattr__(self, "band_edges_m", edges)

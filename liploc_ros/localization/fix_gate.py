@@ -6,8 +6,10 @@ evaluation's sweep of the gate (the precision / fix-ratio curve) decide alike.
   (``max_position_std_m``); it is *kept* while the mode holds at least
   ``keep_probability`` (hysteresis: a tracked place's posterior dips on a few poor frames
   without the vehicle having moved anywhere else).
-- A frame whose evidence at the tracked place is below the map's floor gets no fix (a
-  track already taken up is kept): the first frames after a kidnap score like elsewhere.
+- A frame whose evidence at the tracked place is below the map's floor, or after which the
+  evidence of the last few frame steps there is below its window's floor
+  (:mod:`~liploc_ros.localization.evidence_trail`), gets no fix (a track already taken up
+  is kept): the first frames after a kidnap score like elsewhere.
   Such a frame never takes a track up: a place the frame contradicts is not confirmed by
   it, however much prior mass it holds (an operator's wrong initial pose).
 
@@ -23,8 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from liploc_ros.localization.estimate import PoseEstimate
+from liploc_ros.localization.evidence import EvidenceModel
+from liploc_ros.localization.sequence_config import SequenceConfig
 
 __all__ = ["GateInputs", "GateRule", "replay_fixes"]
+
+#: sums of several frames' evidence that differ from a floor by rounding only are at it
+_TIE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,9 @@ class GateInputs:
     spread_m: float
     #: this frame's untempered evidence at it
     frame_evidence: float
+    #: the evidence summed over the last few frame steps at the same hypothesis, one per
+    #: window (:mod:`~liploc_ros.localization.evidence_trail`; NaN or absent: not tested)
+    window_evidence: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,22 @@ class GateRule:
     frame_floor: float
     #: a track already taken up is kept while the mode holds at least this (<= target)
     keep_probability: float
+    #: the calibrated floors of ``window_evidence`` (empty: none)
+    window_floors: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, config: SequenceConfig, evidence: EvidenceModel) -> GateRule:
+        """The rule of a filter's ``config`` (targets, bounds) on a map's ``evidence``."""
+        return cls(config.target_precision, config.max_position_std_m, evidence.frame_floor,
+                   config.keep_probability, evidence.window_floors)  # fmt: skip
+
+    def mismatch(self, frame: GateInputs) -> bool:
+        """Whether the frame, or the last few frame steps, score below their floors."""
+        if frame.frame_evidence < self.frame_floor:
+            return True
+        # a tie at a floor measured where the evidence table tops out is not below it
+        pairs = zip(frame.window_evidence, self.window_floors, strict=False)
+        return any(value < floor - _TIE for value, floor in pairs)  # NaN: not tested
 
     def decide(self, tracking: bool, frame: GateInputs) -> tuple[bool, bool, str]:
         """(tracking after this frame, fix published, why not: "" / "lost" / "uncertain"
@@ -58,7 +84,7 @@ class GateRule:
         held = sure and tight
         if not held:
             return False, False, "uncertain" if sure and not tight else "lost"
-        if frame.frame_evidence < self.frame_floor:
+        if self.mismatch(frame):
             return tracking, False, "mismatch"
         return True, True, ""
 
@@ -69,6 +95,6 @@ def replay_fixes(estimates: Sequence[PoseEstimate], rule: GateRule) -> np.ndarra
     tracking = False
     out = np.zeros(len(estimates), bool)
     for i, e in enumerate(estimates):
-        inputs = GateInputs(e.confidence, e.spread_m, e.frame_evidence)
+        inputs = GateInputs(e.confidence, e.spread_m, e.frame_evidence, e.window_evidence)
         tracking, out[i], _ = rule.decide(tracking, inputs)
     return out

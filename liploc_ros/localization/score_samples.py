@@ -27,7 +27,7 @@ BAND_EDGES_M = (1.5, 3.0, 5.0, 8.0)
 #: fix counts as right, with a margin
 NULL_RADIUS_M = 30.0
 #: a camera frame faces an entry within this heading difference
-_FACING_RAD = math.pi / 4
+FACING_RAD = math.pi / 4
 #: fewest scores a distance band's table is made from
 MIN_SAMPLES = 20
 #: null entries scored per frame at most (a random subset of bigger maps)
@@ -55,7 +55,7 @@ def band_samples(
     found = idx < tree.n
     facing = np.zeros_like(found)
     heading = np.repeat(yaw_of(truth[:, :3, :3]), k).reshape(len(truth), k)
-    facing[found] = np.abs(wrap(yaw[idx[found]] - heading[found])) <= _FACING_RAD
+    facing[found] = np.abs(wrap(yaw[idx[found]] - heading[found])) <= FACING_RAD
     edges = (0.0, *BAND_EDGES_M, MATCH_RADIUS_M)
     out = []
     for lo, hi in itertools.pairwise(edges):
@@ -175,3 +175,16 @@ def correlation_length(pairs: np.ndarray, step: float) -> float:
     rho = float(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1])
     rho = min(max(rho if math.isfinite(rho) else 0.0, 0.01), 0.99)
     return -step / math.log(rho)
+
+
+def nearest_match_series(
+    bands: list[np.ndarray], band_z: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of a drive with an entry in the first distance band (their indices, in
+    time order) and the z-score of the nearest such entry: the true place's score a frame
+    gets, from the bands' (frame, entry) pairs (sorted by frame, then distance)."""
+    pairs, z = bands[0], band_z[0]
+    if len(pairs) == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    frames, first = np.unique(pairs[:, 0], return_index=True)
+    return frames, z[first]

@@ -43,7 +43,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from liploc_ros.errors import ConfigError, MapError
 from liploc_ros.geometry import wrap
@@ -57,10 +56,12 @@ from liploc_ros.localization.estimate import (
     PoseEstimate,
 )
 from liploc_ros.localization.evidence import EvidenceModel
+from liploc_ros.localization.evidence_trail import EvidenceTrail
 from liploc_ros.localization.filter_status import FilterStatus, TrackState
 from liploc_ros.localization.fix_gate import GateInputs, GateRule
 from liploc_ros.localization.initial_pose import prior_on_map
 from liploc_ros.localization.measurement import MapField
+from liploc_ros.localization.mode_pose import mode_covariance, pose_on_map
 from liploc_ros.localization.motion import Motion, apply_odometry, random_walk
 from liploc_ros.localization.particles import (
     Mode,
@@ -79,8 +80,10 @@ class _Gate:
     mode: Mode
     #: elsewhere's mass plus the off-map particles'
     offmap: float
-    #: this frame's untempered evidence at the mode (mass-weighted)
+    #: this frame's untempered evidence at the mode (its particles', mass-weighted)
     frame_evidence: float
+    #: and summed over the last few frame steps at the same mode (the evidence trail)
+    window_evidence: tuple[float, ...]
 
 
 class SequenceFilter:
@@ -107,6 +110,9 @@ class SequenceFilter:
         self.config = config
         self.localizer_config = localizer_config
         self.field = MapField(database, config)
+        self._trail = EvidenceTrail(
+            evidence.frame_step_m, config.mode_radius_m, math.radians(config.mode_yaw_deg)
+        )
         self._gen = np.random.default_rng(config.seed)
         self.reset()
 
@@ -122,6 +128,7 @@ class SequenceFilter:
         self._last_stamp: float | None = None
         self._status = FilterStatus(TrackState.INITIALIZING, 0.0, 0.0, 1.0, 0, 0, 0)
         self._full_update = False
+        self._trail.clear()
 
     def seed(self, mean: np.ndarray, covariance: np.ndarray) -> None:
         """Start from a prior pose, as AMCL does from an operator's initial pose: the
@@ -215,7 +222,6 @@ class SequenceFilter:
         self._weigh(weight * raw)
         injected = self._inject(q, indices, weight)
         covered = np.concatenate([covered, np.ones(injected, bool)])
-        raw = np.concatenate([raw, self._injected_llr])
         mass, elsewhere = self._normalize()
         mode = dominant_mode(
             self._particles, np.where(covered, mass, 0.0), cfg.mode_radius_m, cfg.mode_yaw_deg
@@ -226,7 +232,10 @@ class SequenceFilter:
         offmap = elsewhere + float(mass[~covered].sum())
         members = np.where(mode.members, mass, 0.0)
         share = members / members.sum() if members.sum() > 0 else members
-        gate = _Gate(mode, offmap, float(share @ raw))
+        evidence = float(share @ np.concatenate([raw, self._injected_llr]))
+        window = self._trail.push(mode.pose, self._trail_moved(motion), evidence,
+                                  None if motion is None else motion.translation)  # fmt: skip
+        gate = _Gate(mode, offmap, evidence, window)
         estimate = self._decide(gate, stamp, indices, scores)
         n_eff = effective_count(mass / max(float(mass.sum()), 1e-300))
         self._resample_if_needed(mass, n_eff)
@@ -279,6 +288,11 @@ class SequenceFilter:
         if gain > 0.0:
             self._log_w = self._log_w - (1.0 - self.evidence.scale) * gain
 
+    def _trail_moved(self, motion: Motion | None) -> np.ndarray | None:
+        """Where the previous frame's mode has moved to by the odometry (None: no trail)."""
+        last = self._trail.pose
+        return last if last is None or motion is None else _moved(last, motion)
+
     def _switched(self, mode: Mode) -> bool:
         """Whether the dominant mode is another hypothesis than the one last tracked (beyond
         the mode radius or heading window of where the tracked one has moved since, tracked
@@ -329,8 +343,8 @@ class SequenceFilter:
         gain = llr[draw]
         log_new = prior - np.log(p[draw]) + np.where(gain > 0, self.evidence.scale * gain, gain)
         self._particles = np.concatenate([self._particles, new])
-        self._log_w = np.concatenate([self._log_w, log_new])
         self._injected_llr = llr[draw] / max(weight, 1e-12)
+        self._log_w = np.concatenate([self._log_w, log_new])
         return count
 
     def _normalize(self) -> tuple[np.ndarray, float]:
@@ -357,9 +371,9 @@ class SequenceFilter:
     ) -> PoseEstimate:
         """The fix gate (:mod:`~liploc_ros.localization.fix_gate`) and the estimate."""
         cfg, mode = self.config, gate.mode
-        rule = GateRule(cfg.target_precision, cfg.max_position_std_m, self.evidence.frame_floor,
-                        cfg.keep_probability)  # fmt: skip
-        inputs = GateInputs(mode.weight, mode.position_std, gate.frame_evidence)
+        rule = GateRule.of(cfg, self.evidence)
+        inputs = GateInputs(mode.weight, mode.position_std, gate.frame_evidence,
+                            gate.window_evidence)  # fmt: skip
         was_tracking = self._state is TrackState.TRACKING
         tracking, ok, why = rule.decide(was_tracking, inputs)
         if tracking:
@@ -379,14 +393,14 @@ class SequenceFilter:
             reason = OFF_MAP
         else:
             reason = UNCERTAIN if why == "uncertain" else LOST
-        pose = self._pose_of(mode.pose)
+        pose = pose_on_map(self.field, mode.pose)
         finite = np.isfinite(scores)
         return PoseEstimate(
             stamp=float(stamp),
             ok=ok,
             reason=reason,
             pose=pose if ok else None,
-            covariance=self._covariance(mode) if ok else None,
+            covariance=mode_covariance(mode, cfg, self.localizer_config) if ok else None,
             confidence=float(mode.weight),
             score=float(scores[finite].max()) if finite.any() else float("nan"),
             indices=np.asarray(indices, np.int64),
@@ -396,35 +410,8 @@ class SequenceFilter:
             state=self._state.value,
             offmap_probability=gate.offmap,
             frame_evidence=gate.frame_evidence,
+            window_evidence=gate.window_evidence,
         )
-
-    def _pose_of(self, xyyaw: np.ndarray) -> np.ndarray:
-        """4 x 4 pose: x, y, yaw from the filter; z, roll, pitch from the nearest entry."""
-        k = min(self.field.per_keyframe, len(self.field))
-        _, near = self.field.tree.query(xyyaw[:2], k=k)
-        near = np.atleast_1d(near)
-        # the crop facing the filter's heading: its roll and pitch are the vehicle's
-        nearest = int(near[np.argmin(np.abs(wrap(self.field.yaw[near] - xyyaw[2])))])
-        entry = Rotation.from_quat(self.database.orientations[nearest])
-        _, pitch, roll = entry.as_euler("ZYX")
-        T = np.eye(4)
-        T[:3, :3] = Rotation.from_euler("ZYX", [xyyaw[2], pitch, roll]).as_matrix()
-        T[:2, 3] = xyyaw[:2]
-        T[2, 3] = self.database.positions[nearest, 2]
-        return T
-
-    def _covariance(self, mode: Mode) -> np.ndarray:
-        """6 x 6 over x y z roll pitch yaw: the mode's spread plus floors."""
-        cfg, floors = self.config, self.localizer_config.std_floors
-        cov = np.zeros((6, 6))
-        block = [0, 1, 5]
-        cov[np.ix_(block, block)] = mode.covariance
-        cov[0, 0] += cfg.extra_position_std_m**2
-        cov[1, 1] += cfg.extra_position_std_m**2
-        cov[5, 5] += math.radians(cfg.extra_yaw_std_deg) ** 2
-        for axis in (2, 3, 4):
-            cov[axis, axis] += floors[axis] ** 2
-        return cov
 
 
 #: the share of the posterior a switch of the dominant hypothesis hands back to elsewhere

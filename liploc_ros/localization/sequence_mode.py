@@ -114,9 +114,7 @@ class SequenceMode(LocalizationMode):
         return out
 
     def gate_rule(self) -> GateRule:
-        cfg = self.filter.config
-        return GateRule(cfg.target_precision, cfg.max_position_std_m,
-                        self.estimator.evidence.frame_floor, cfg.keep_probability)  # fmt: skip
+        return GateRule.of(self.filter.config, self.estimator.evidence)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "sequence": to_dict(self.filter.config)}

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 from scipy.stats import norm
 
 from liploc_ros.cli import main as liploc
@@ -21,7 +22,14 @@ from liploc_ros.localization.calibration import (
     evidence_for,
     map_calibration,
 )
-from liploc_ros.localization.score_samples import ratio_table
+from liploc_ros.localization.evidence_trail import WINDOW_STEPS, calibration_windows
+from liploc_ros.localization.score_samples import (
+    band_samples,
+    entry_yaw,
+    nearest_match_series,
+    pair_scores,
+    ratio_table,
+)
 from liploc_ros.localization.scores import embedding_stats, standardized
 from liploc_ros.mapdb import MapDatabase
 from liploc_ros.mapdb.synthetic import synthetic_info
@@ -134,6 +142,9 @@ def test_a_calibration_round_trips_through_the_map_file_and_map_info(tmp_path, c
     assert f"calibration: labelled drive, {cal.frames} frames" in text
     assert f"true place z {cal.match_mean:.2f}" in text
     assert f"evidence scale {cal.evidence_scale:.2f}" in text
+    assert len(cal.window_floors) == len(WINDOW_STEPS)
+    assert evidence.window_floors == cal.window_floors
+    assert f"2 frame steps sum below {cal.window_floors[0]:+.2f}" in text
     assert liploc(["map-info", str(path), "--no-plot", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert ScoreCalibration.from_dict(info["calibration"]) == cal
@@ -157,6 +168,46 @@ def test_a_map_without_calibration_or_with_another_models_gets_conservative_sett
     assert "another" in warning
     assert "not of its own model road" in warning
     np.testing.assert_allclose(evidence.log_ratio, conservative_evidence().log_ratio)
+
+
+def test_a_calibration_from_before_the_window_floors_still_loads_and_tests_frames_alone():
+    db, poses = _road()
+    cal = calibrate(db, [_drive(db, poses, 1)], model_fingerprint="road", same_drive=False)
+    older = cal.to_dict()
+    del older["window_floors"]
+    db.set_calibration(older)
+    back = map_calibration(db)
+    assert back.window_floors == ()
+    assert back.evidence().window_floors == ()
+    assert back.evidence().frame_floor == cal.frame_floor
+    with pytest.raises(MapError, match="window_floors"):
+        ScoreCalibration.from_dict({**cal.to_dict(), "window_floors": [1.0]}).evidence()
+
+
+def test_the_gate_floors_stop_about_one_percent_of_another_days_true_frames():
+    """Measured on one drive, the floors of the frame and of its windows together stop about
+    1% of the true place's frames of another drive (each frame's evidence at the nearest
+    entry facing its heading)."""
+    db, poses = _road()
+    cal = calibrate(db, [_drive(db, poses, 1)], model_fingerprint="road", same_drive=False)
+    evidence = cal.evidence()
+    mean, cov = embedding_stats(np.asarray(db.embeddings))
+    tree = cKDTree(np.asarray(db.positions)[:, :2])
+    yaw = entry_yaw(np.asarray(db.orientations))
+    emb = np.asarray(db.embeddings, np.float32)
+    stopped, frames = 0, 0
+    for seed in range(2, 12):
+        drive = _drive(db, poses, seed)
+        bands = [pairs for _, pairs in band_samples(tree, yaw, drive.truth, 0.0)]
+        z = [pair_scores(drive.queries, emb, pairs, mean, cov) for pairs in bands]
+        idx, z_place = nearest_match_series(bands, z)
+        values = evidence.llr(z_place)
+        sums = calibration_windows(values, drive.truth[idx, :2, 3], evidence.frame_step_m)
+        low = (values < cal.frame_floor) | np.any(sums < np.asarray(cal.window_floors), axis=1)
+        stopped += int(low.sum())
+        frames += len(values)
+    print(f"stopped {stopped} of {frames} true frames")
+    assert 0.001 <= stopped / frames <= 0.03
 
 
 def test_a_corrupt_calibration_is_a_clear_error():

@@ -5,6 +5,7 @@ reset). The town's map is calibrated as a user's would be: on a labelled drive o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -157,6 +158,27 @@ def test_recovers_from_a_kidnap(seed):
     after = track_summary(est[at + 60 :], truth[at + 60 :])
     assert after["fix_ratio"] >= 0.95
     assert after["wrong_fixes"] == 0
+
+
+def test_a_kidnapped_track_stops_fixing_at_once():
+    """The frames after a kidnap score above the single-frame floor now and then; the
+    evidence of the last two or three metres at the held place does not: at most the frame
+    of the jump and the next get a wrong fix (the windows still hold frames from before
+    it). Without the window floors (a calibration made before them) the same drives fix
+    the held place for more frames."""
+    at, jump = 100, 120
+    r = kidnapped(route(), at, jump)
+    assert evidence().window_floors  # the town's calibration measured them
+    without = dataclasses.replace(evidence(), window_floors=())
+    counts = {True: [], False: []}
+    for seed in (1, 3, 4):
+        for windows in (True, False):
+            loc = SequenceFilter(town().database, evidence() if windows else without,
+                                 config(seed))  # fmt: skip
+            est, truth, _ = drive(r, seed=seed, blind_at=at, localizer=loc)
+            counts[windows].append(relock(est, truth, at)["wrong_fixes"])
+    assert max(counts[True]) <= 2, counts
+    assert sum(counts[False]) > sum(counts[True]), counts
 
 
 @pytest.mark.parametrize("seed", [0, 1])
