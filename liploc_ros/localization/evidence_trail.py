@@ -28,6 +28,8 @@ __all__ = ["WINDOW_STEPS", "EvidenceTrail", "window_sums"]
 
 #: the windows (in calibration frame steps) whose summed evidence the gate tests
 WINDOW_STEPS: tuple[int, ...] = (2, 3)
+#: frames a trail holds at most
+_MAX_FRAMES = 128
 
 
 def window_sums(
@@ -103,6 +105,9 @@ class EvidenceTrail:
         longest = max(WINDOW_STEPS) * self.frame_step_m
         while len(self._steps) > 1 and sum(self._steps[1:]) >= longest:
             del self._evidence[0], self._steps[0]
+        # a vehicle standing still adds frames but no metres: bounded all the same (its
+        # windows are then untested until it has driven them again)
+        del self._evidence[:-_MAX_FRAMES], self._steps[:-_MAX_FRAMES]
         self._pose = np.asarray(pose, np.float64).copy()
         return window_sums(self._evidence, self._steps, self.frame_step_m)
 

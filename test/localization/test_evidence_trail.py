@@ -84,3 +84,17 @@ def test_the_gate_stops_a_frame_whose_window_is_below_its_floor_and_replays_alik
     assert old.decide(True, GateInputs(0.999, 1.0, -2.5, (-9.0, -9.0)))[1]
     run = [_estimate(1.0, (2.0, 3.0)), _estimate(-2.5, (-5.0, -6.0)), _estimate(1.0, (-1.5, -4.0))]
     assert replay_fixes(run, rule).tolist() == [True, False, True]
+
+
+def test_a_vehicle_standing_still_for_hours_keeps_the_trail_bounded():
+    trail = EvidenceTrail(frame_step_m=1.0, radius_m=5.0, yaw_rad=1.0)
+    pose = np.zeros(3)
+    for _ in range(3):
+        trail.push(pose, pose, 1.0, 1.0)
+    for _ in range(20_000):  # 30 Hz for 11 minutes, parked
+        sums = trail.push(pose, pose, -1.0, 0.0)
+    assert len(trail._steps) <= 128
+    assert all(math.isnan(v) for v in sums)  # no metres driven: nothing to test
+    for _ in range(3):  # it drives off: the windows count again
+        sums = trail.push(pose, pose, 2.0, 1.0)
+    assert sums == pytest.approx((4.0, 6.0))
