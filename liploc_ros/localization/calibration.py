@@ -271,13 +271,12 @@ def calibrate(
         bands = band_samples(tree, yaw, d.truth, offset)
         for b, (_, pairs) in enumerate(bands):
             band_z[b].append(pair_scores(d.queries, emb, pairs, mean, cov))
-        place = ([pairs for _, pairs in bands], [z[-1] for z in band_z], d.truth)
-        frames, z_place = nearest_match_series(place[0], place[1])
+        frames, z_place = nearest_match_series([p for _, p in bands], [z[-1] for z in band_z])
         matched += len(frames)
         step, pairs = lag_pairs(d.truth[frames], z_place)
         steps.append(step)
         lags.append(pairs)
-        places.append(place)
+        places.append((z_place, d.truth[frames, :2, 3]))
         z_null, best = null_scores(d.queries, d.truth, xy, emb, null_rows, mean, cov)
         nulls.append(z_null)
         bests.append(best[np.isfinite(best)])
@@ -338,24 +337,23 @@ def calibrate(
 
 
 def gate_floors(
-    evidence: EvidenceModel, drives: Sequence[tuple[list, list, np.ndarray]]
+    evidence: EvidenceModel, drives: Sequence[tuple[np.ndarray, np.ndarray]]
 ) -> tuple[float, tuple[float, ...]]:
     """The fix gate's floors: quantiles of the true place's evidence per frame (at the
     nearest entry facing its heading) and of its sums over the windows of
-    :data:`~liploc_ros.localization.evidence_trail.WINDOW_STEPS` along each drive (its bands'
-    pairs, their z-scores, its poses), which together stop at most :data:`_FLOOR_QUANTILE`
-    of the true place's frames. A floor at the top of the table (the true place never
-    scored below where the table saturates) cannot tell a poor frame: none (-inf; no
-    window floors)."""
+    :data:`~liploc_ros.localization.evidence_trail.WINDOW_STEPS` along each drive (its matched
+    frames' z-scores and (F, 2) positions, in time order), which together stop at most
+    :data:`_FLOOR_QUANTILE` of the true place's frames. A floor at the top of the table
+    (the true place never scored below where the table saturates) cannot tell a poor frame:
+    none (-inf; no window floors)."""
     singles, sums = [], []
     top = float(np.max(evidence.log_ratio[0]))
-    for pairs, z, truth in drives:
-        frames, z_place = nearest_match_series(pairs, z)
-        if len(frames) == 0:
+    for z_place, positions in drives:
+        if len(z_place) == 0:
             continue
         values = evidence.llr(z_place)
         singles.append(values)
-        sums.append(calibration_windows(values, truth[frames, :2, 3], evidence.frame_step_m))
+        sums.append(calibration_windows(values, positions, evidence.frame_step_m))
     floor = float(np.quantile(np.concatenate(singles), _FLOOR_QUANTILE / 2.0))
     floor = -math.inf if floor >= top - _SATURATED else floor
     table = np.concatenate(sums)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from liploc_ros.geometry import wrap
+from liploc_ros.localization.particles import same_hypothesis
 
 __all__ = ["WINDOW_STEPS", "EvidenceTrail", "window_sums"]
 
@@ -92,11 +92,7 @@ class EvidenceTrail:
         mode has moved to by the odometry (``predicted``, None: start again), its evidence
         there and the metres since the previous frame (None: one calibration step). Returns
         the window sums (:func:`window_sums`)."""
-        same = predicted is not None and (
-            float(np.hypot(*(pose[:2] - predicted[:2]))) <= self.radius_m
-            and abs(float(wrap(pose[2] - predicted[2]))) <= self.yaw_rad
-        )
-        if not same:
+        if predicted is None or not same_hypothesis(pose, predicted, self.radius_m, self.yaw_rad):
             self._evidence, self._steps = [], []
         step = self.frame_step_m if step_m is None or not math.isfinite(step_m) else abs(step_m)
         # the first frame of a trail has no previous one: it counts as one step

@@ -30,9 +30,6 @@ from liploc_ros.localization.sequence_config import SequenceConfig
 
 __all__ = ["GateInputs", "GateRule", "replay_fixes"]
 
-#: sums of several frames' evidence that differ from a floor by rounding only are at it
-_TIE = 1e-9
-
 
 @dataclass(frozen=True)
 class GateInputs:
@@ -71,9 +68,8 @@ class GateRule:
         """Whether the frame, or the last few frame steps, score below their floors."""
         if frame.frame_evidence < self.frame_floor:
             return True
-        # a tie at a floor measured where the evidence table tops out is not below it
         pairs = zip(frame.window_evidence, self.window_floors, strict=False)
-        return any(value < floor - _TIE for value, floor in pairs)  # NaN: not tested
+        return any(value < floor for value, floor in pairs)  # NaN: not tested
 
     def decide(self, tracking: bool, frame: GateInputs) -> tuple[bool, bool, str]:
         """(tracking after this frame, fix published, why not: "" / "lost" / "uncertain"

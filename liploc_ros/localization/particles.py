@@ -79,6 +79,13 @@ def _gather(
     return Mode(mean, 0.5 * (cov + cov.T), total, members)
 
 
+def same_hypothesis(a: np.ndarray, b: np.ndarray, radius_m: float, yaw_rad: float) -> bool:
+    """Whether two (x, y, yaw) poses stand for one hypothesis: within ``radius_m`` of each
+    other and ``yaw_rad`` of heading (a mode's radius and heading window)."""
+    near = float(np.hypot(a[0] - b[0], a[1] - b[1])) <= radius_m
+    return near and abs(float(wrap(a[2] - b[2]))) <= yaw_rad
+
+
 def dominant_mode(
     particles: np.ndarray, weights: np.ndarray, radius_m: float, yaw_tolerance_deg: float
 ) -> Mode:

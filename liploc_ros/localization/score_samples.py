@@ -27,7 +27,7 @@ BAND_EDGES_M = (1.5, 3.0, 5.0, 8.0)
 #: fix counts as right, with a margin
 NULL_RADIUS_M = 30.0
 #: a camera frame faces an entry within this heading difference
-FACING_RAD = math.pi / 4
+_FACING_RAD = math.pi / 4
 #: fewest scores a distance band's table is made from
 MIN_SAMPLES = 20
 #: null entries scored per frame at most (a random subset of bigger maps)
@@ -55,7 +55,7 @@ def band_samples(
     found = idx < tree.n
     facing = np.zeros_like(found)
     heading = np.repeat(yaw_of(truth[:, :3, :3]), k).reshape(len(truth), k)
-    facing[found] = np.abs(wrap(yaw[idx[found]] - heading[found])) <= FACING_RAD
+    facing[found] = np.abs(wrap(yaw[idx[found]] - heading[found])) <= _FACING_RAD
     edges = (0.0, *BAND_EDGES_M, MATCH_RADIUS_M)
     out = []
     for lo, hi in itertools.pairwise(edges):

@@ -67,6 +67,7 @@ from liploc_ros.localization.particles import (
     Mode,
     dominant_mode,
     effective_count,
+    same_hypothesis,
     systematic_resample,
 )
 from liploc_ros.localization.sequence_config import DEFAULT_SEQUENCE_CONFIG, SequenceConfig
@@ -300,9 +301,9 @@ class SequenceFilter:
         if self._held is None:
             return False
         cfg = self.config
-        apart = float(np.hypot(*(mode.pose[:2] - self._held[:2]))) > cfg.mode_radius_m
-        turned = abs(float(wrap(mode.pose[2] - self._held[2]))) > math.radians(cfg.mode_yaw_deg)
-        return apart or turned
+        return not same_hypothesis(
+            mode.pose, self._held, cfg.mode_radius_m, math.radians(cfg.mode_yaw_deg)
+        )
 
     def _hand_back(self, mass: np.ndarray, elsewhere: float) -> tuple[np.ndarray, float]:
         """After a switch: the posterior's confidence of being on the map was earned by
