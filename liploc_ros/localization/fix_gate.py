@@ -71,11 +71,15 @@ class GateRule:
         pairs = zip(frame.window_evidence, self.window_floors, strict=False)
         return any(value < floor for value, floor in pairs)  # NaN: not tested
 
+    @property
+    def keep(self) -> float:
+        """The posterior at which a track already taken up is kept (at most the target)."""
+        return min(self.keep_probability, self.target_precision)
+
     def decide(self, tracking: bool, frame: GateInputs) -> tuple[bool, bool, str]:
         """(tracking after this frame, fix published, why not: "" / "lost" / "uncertain"
         / "mismatch") from whether the filter was tracking before it."""
-        keep = min(self.keep_probability, self.target_precision)
-        sure = frame.probability >= (keep if tracking else self.target_precision)
+        sure = frame.probability >= (self.keep if tracking else self.target_precision)
         tight = frame.spread_m <= self.max_position_std_m
         held = sure and tight
         if not held:

@@ -125,7 +125,9 @@ class SequenceFilter:
         self._log_w = np.zeros(0)  # log posterior mass of each particle
         self._log_elsewhere = 0.0  # log posterior mass of elsewhere (all of it, at first)
         self._state = TrackState.INITIALIZING
-        self._held: np.ndarray | None = None  # the tracked mode's x, y, yaw, moved on
+        # x, y, yaw of the hypothesis the posterior last held (tracked, or at
+        # keep_probability without a fix yet), moved on by the odometry
+        self._held: np.ndarray | None = None
         self._last_stamp: float | None = None
         self._status = FilterStatus(TrackState.INITIALIZING, 0.0, 0.0, 1.0, 0, 0, 0)
         self._full_update = False
@@ -295,9 +297,11 @@ class SequenceFilter:
         return last if last is None or motion is None else _moved(last, motion)
 
     def _switched(self, mode: Mode) -> bool:
-        """Whether the dominant mode is another hypothesis than the one last tracked (beyond
-        the mode radius or heading window of where the tracked one has moved since, tracked
-        still or lost): a look-alike or the mirror that took the posterior over."""
+        """Whether the dominant mode is another hypothesis than the one the posterior last
+        held (beyond the mode radius or heading window of where that one has moved since):
+        a look-alike or the mirror that took the posterior over. Held means tracked, or at
+        ``keep_probability`` before any fix: a rival that overtakes a hypothesis the
+        posterior was that sure of, fixed or not, shows the evidence misled one of them."""
         if self._held is None:
             return False
         cfg = self.config
@@ -310,7 +314,8 @@ class SequenceFilter:
         the hypothesis now lost, so half of it goes back to elsewhere; the new one must earn
         it again at the map's evidence scale, as a first fix does."""
         self._held = None
-        self._state = TrackState.LOST
+        if self._state is TrackState.TRACKING:
+            self._state = TrackState.LOST
         if elsewhere >= _HAND_BACK:
             return mass, elsewhere
         mass = mass * (1.0 - _HAND_BACK) / max(float(mass.sum()), 1e-300)
@@ -379,11 +384,12 @@ class SequenceFilter:
         tracking, ok, why = rule.decide(was_tracking, inputs)
         if tracking:
             self._state = TrackState.TRACKING
-            self._held = mode.pose.copy()
         elif was_tracking:
             # the place stays held (moved with the odometry): taken up again there, the
             # track goes on; another hypothesis dominating first is a switch (hand-back)
             self._state = TrackState.LOST
+        if tracking or mode.weight >= rule.keep:
+            self._held = mode.pose.copy()
         if ok:
             reason = ""
         elif why == "mismatch":
@@ -415,7 +421,7 @@ class SequenceFilter:
         )
 
 
-#: the share of the posterior a switch of the dominant hypothesis hands back to elsewhere
+#: the share of the posterior a switch of the held hypothesis hands back to elsewhere
 _HAND_BACK = 0.5
 
 
