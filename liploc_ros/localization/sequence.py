@@ -28,8 +28,9 @@ A fix is published only when the dominant mode holds at least ``target_precision
 posterior, against every other mode and elsewhere together: hypotheses that explain the
 same frames (a mirror driving the other way further along the road, the other lane, a
 look-alike street) stay apart as modes until turns, the road network (a hypothesis driving
-off the mapped roads is off the map) and the scores separate them. ``offmap_probability``
-is elsewhere's mass plus the off-map particles'.
+off the mapped roads is off the map) and the scores separate them; one that overtakes a
+hypothesis the posterior held earns its confidence anew (:meth:`SequenceFilter._switched`).
+``offmap_probability`` is elsewhere's mass plus the off-map particles'.
 
 z, roll and pitch of the published pose come from the map entry nearest to the mode. The
 cost per frame is linear in the particle count and independent of the map's size.
@@ -125,9 +126,7 @@ class SequenceFilter:
         self._log_w = np.zeros(0)  # log posterior mass of each particle
         self._log_elsewhere = 0.0  # log posterior mass of elsewhere (all of it, at first)
         self._state = TrackState.INITIALIZING
-        # x, y, yaw of the hypothesis the posterior last held (tracked, or at
-        # keep_probability without a fix yet), moved on by the odometry
-        self._held: np.ndarray | None = None
+        self._held: np.ndarray | None = None  # the held mode's x, y, yaw (see _switched)
         self._last_stamp: float | None = None
         self._status = FilterStatus(TrackState.INITIALIZING, 0.0, 0.0, 1.0, 0, 0, 0)
         self._full_update = False
@@ -297,17 +296,13 @@ class SequenceFilter:
         return last if last is None or motion is None else _moved(last, motion)
 
     def _switched(self, mode: Mode) -> bool:
-        """Whether the dominant mode is another hypothesis than the one the posterior last
-        held (beyond the mode radius or heading window of where that one has moved since):
-        a look-alike or the mirror that took the posterior over. Held means tracked, or at
-        ``keep_probability`` before any fix: a rival that overtakes a hypothesis the
-        posterior was that sure of, fixed or not, shows the evidence misled one of them."""
+        """Whether the dominant mode is another hypothesis (beyond the mode radius or heading
+        window of where the held one has moved) than the one the posterior held, tracked or
+        at ``keep_probability`` before a fix: one of the two was wrongly believed."""
         if self._held is None:
             return False
-        cfg = self.config
-        return not same_hypothesis(
-            mode.pose, self._held, cfg.mode_radius_m, math.radians(cfg.mode_yaw_deg)
-        )
+        radius, yaw = self.config.mode_radius_m, math.radians(self.config.mode_yaw_deg)
+        return not same_hypothesis(mode.pose, self._held, radius, yaw)
 
     def _hand_back(self, mass: np.ndarray, elsewhere: float) -> tuple[np.ndarray, float]:
         """After a switch: the posterior's confidence of being on the map was earned by

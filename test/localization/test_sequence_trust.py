@@ -164,7 +164,8 @@ def test_a_rival_that_overtakes_a_hypothesis_held_without_a_fix_earns_its_own():
     assert not any(e.ok for e in est)
     assert (sure & ~on_rival)[: BLIND[0]].any(), "the true place never held the posterior"
     takeover = BLIND[0] + int(np.argmax(on_rival[BLIND[0] :]))
-    assert on_rival[takeover] and takeover < BLIND[-1]
+    assert on_rival[takeover]
+    assert takeover < BLIND[-1]
     assert est[takeover].offmap_probability >= 0.5
     assert est[takeover].state == "initializing"
 
