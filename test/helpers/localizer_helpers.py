@@ -215,15 +215,33 @@ def measure_processing_ms(
     *,
     frames: int = 12,
     rate_hz: float = 4.0,
+    busy_s: float = 0.0,
 ) -> float:
     """The node's own processing time per frame (ms, mean), read from its /diagnostics
     after ``frames`` calls of ``send(i)`` at ``rate_hz`` (slow enough for any node: none is
     dropped). A load test sizes its camera rate by it, so that the overload is real on a
-    slow and on a fast machine alike. ``graph`` must collect /diagnostics."""
+    slow and on a fast machine alike. ``graph`` must collect /diagnostics.
+
+    With ``busy_s``, frames then come for that long at twice the rate so measured, and the
+    smaller of the two means is returned: a node that idles between slow frames may run
+    each one twice as slowly as when it is kept busy (CPU clocks, caches), and a load sized
+    by the idle figure would be no overload at all."""
+    idle = _probe(graph, node, send, frames, rate_hz)
+    if busy_s <= 0.0:
+        return idle
+    busy_hz = 2.0 * 1000.0 / idle
+    busy = _probe(graph, node, send, max(frames, round(busy_s * busy_hz)), busy_hz)
+    return min(idle, busy)
+
+
+def _probe(graph: GraphSide, node: NodeProcess, send: Callable[[int], None], frames: int,
+           rate_hz: float) -> float:  # fmt: skip
+    """Mean processing time (ms) over the diagnostics windows of ``frames`` sent frames."""
     before = len(diagnostics_windows(graph))
+    start = time.monotonic()
     for i in range(frames):
         send(i)
-        time.sleep(1.0 / rate_hz)
+        time.sleep(max(0.0, start + (i + 1) / rate_hz - time.monotonic()))
     counted: list[tuple[int, float]] = []
 
     def probed() -> bool:
@@ -232,7 +250,7 @@ def measure_processing_ms(
             for w in diagnostics_windows(graph)[before:]
             if int(w["frames"])
         ]
-        return sum(n for n, _ in counted) >= frames // 2
+        return sum(n for n, _ in counted) >= min(frames // 2, 12)
 
     wait_until(probed, 30.0, "diagnostics with the probe frames' processing time", node)
     return sum(n * ms for n, ms in counted) / sum(n for n, _ in counted)
