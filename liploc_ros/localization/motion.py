@@ -60,6 +60,13 @@ class Motion:
     def translation(self) -> float:
         return math.hypot(self.dx, self.dy)
 
+    def applied_to(self, pose: np.ndarray) -> np.ndarray:
+        """One (x, y, yaw) pose moved by this motion (in its own frame), without noise."""
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        x = pose[0] + c * self.dx - s * self.dy
+        y = pose[1] + s * self.dx + c * self.dy
+        return np.array([x, y, float(wrap(pose[2] + self.dyaw))])
+
 
 def _rotation_magnitude(angle: float) -> float:
     """Distance of ``angle`` from 0 or pi, whichever is nearer (amcl's reverse handling)."""

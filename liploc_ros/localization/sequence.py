@@ -60,6 +60,7 @@ from liploc_ros.localization.evidence import EvidenceModel
 from liploc_ros.localization.evidence_trail import EvidenceTrail
 from liploc_ros.localization.filter_status import FilterStatus, TrackState
 from liploc_ros.localization.fix_gate import GateInputs, GateRule
+from liploc_ros.localization.held_hypothesis import HeldHypothesis
 from liploc_ros.localization.initial_pose import prior_on_map
 from liploc_ros.localization.measurement import MapField
 from liploc_ros.localization.mode_pose import mode_covariance, pose_on_map
@@ -68,7 +69,6 @@ from liploc_ros.localization.particles import (
     Mode,
     dominant_mode,
     effective_count,
-    same_hypothesis,
     systematic_resample,
 )
 from liploc_ros.localization.sequence_config import DEFAULT_SEQUENCE_CONFIG, SequenceConfig
@@ -126,7 +126,7 @@ class SequenceFilter:
         self._log_w = np.zeros(0)  # log posterior mass of each particle
         self._log_elsewhere = 0.0  # log posterior mass of elsewhere (all of it, at first)
         self._state = TrackState.INITIALIZING
-        self._held: np.ndarray | None = None  # the held mode's x, y, yaw (see _switched)
+        self._held = HeldHypothesis()  # see _switched
         self._last_stamp: float | None = None
         self._status = FilterStatus(TrackState.INITIALIZING, 0.0, 0.0, 1.0, 0, 0, 0)
         self._full_update = False
@@ -257,13 +257,12 @@ class SequenceFilter:
         cfg = self.config
         step: float | None = None
         if len(self._particles):
+            dt = stamp - self._last_stamp if self._last_stamp is not None else 0.0
+            self._held.move(motion, dt, cfg)
             if motion is not None:
                 self._particles = apply_odometry(self._particles, motion, cfg, self._gen)
                 step = motion.translation
-                if self._held is not None:
-                    self._held = _moved(self._held, motion)
             else:
-                dt = stamp - self._last_stamp if self._last_stamp is not None else 0.0
                 self._particles = random_walk(self._particles, dt, cfg, self._gen)
             metres = self.evidence.frame_step_m if step is None else step
             kidnap = 1.0 - (1.0 - cfg.kidnap_probability) ** metres
@@ -293,22 +292,19 @@ class SequenceFilter:
     def _trail_moved(self, motion: Motion | None) -> np.ndarray | None:
         """Where the previous frame's mode has moved to by the odometry (None: no trail)."""
         last = self._trail.pose
-        return last if last is None or motion is None else _moved(last, motion)
+        return last if last is None or motion is None else motion.applied_to(last)
 
     def _switched(self, mode: Mode) -> bool:
         """Whether the dominant mode is another hypothesis (beyond the mode radius or heading
         window of where the held one has moved) than the one the posterior held, tracked or
         at ``keep_probability`` before a fix: one of the two was wrongly believed."""
-        if self._held is None:
-            return False
-        radius, yaw = self.config.mode_radius_m, math.radians(self.config.mode_yaw_deg)
-        return not same_hypothesis(mode.pose, self._held, radius, yaw)
+        return not self._held.holds(mode.pose, self.config)
 
     def _hand_back(self, mass: np.ndarray, elsewhere: float) -> tuple[np.ndarray, float]:
         """After a switch: the posterior's confidence of being on the map was earned by
         the hypothesis now lost, so half of it goes back to elsewhere; the new one must earn
         it again at the map's evidence scale, as a first fix does."""
-        self._held = None
+        self._held.clear()
         if self._state is TrackState.TRACKING:
             self._state = TrackState.LOST
         if elsewhere >= _HAND_BACK:
@@ -384,7 +380,7 @@ class SequenceFilter:
             # track goes on; another hypothesis dominating first is a switch (hand-back)
             self._state = TrackState.LOST
         if tracking or mode.weight >= rule.keep:
-            self._held = mode.pose.copy()
+            self._held.hold(mode.pose)
         if ok:
             reason = ""
         elif why == "mismatch":
@@ -418,14 +414,6 @@ class SequenceFilter:
 
 #: the share of the posterior a switch of the held hypothesis hands back to elsewhere
 _HAND_BACK = 0.5
-
-
-def _moved(pose: np.ndarray, motion: Motion) -> np.ndarray:
-    """x, y, yaw moved by ``motion`` (in its own frame), without noise."""
-    c, s = math.cos(pose[2]), math.sin(pose[2])
-    x = pose[0] + c * motion.dx - s * motion.dy
-    y = pose[1] + s * motion.dx + c * motion.dy
-    return np.array([x, y, float(wrap(pose[2] + motion.dyaw))])
 
 
 def _logsumexp(values: np.ndarray) -> float:
