@@ -118,7 +118,9 @@ class SequenceConfig:
         0.9,
         "a track once taken up (at target_precision) is kept while its mode holds at least"
         " this posterior probability (at most target_precision); below, it is lost and must"
-        " be taken up again",
+        " be taken up again. A hypothesis the posterior holds at this, fixed or not, that"
+        " another overtakes hands half the posterior back to elsewhere: the new one earns"
+        " its own",
         gt=0,
         le=1,
     )
